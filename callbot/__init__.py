@@ -1,0 +1,3 @@
+"""callbot: headless WebRTC call agents for Sensocto calls."""
+
+__version__ = "0.1.0"
