@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, if any is missing.
 set -euo pipefail
-packages=(ffmpeg)
+packages=(ffmpeg espeak-ng)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
