@@ -53,3 +53,7 @@ class MediaEventError(CallbotError):
 
 class NegotiationError(CallbotError):
     """The WebRTC negotiation reached a state it cannot continue from."""
+
+
+class SensorDataError(CallbotError):
+    """A measurement, a delta-encoded blob or a recorded file is unusable."""
