@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-integration lint install install-dev system-deps lock clean
+.PHONY: demo test test-unit test-integration lint install install-dev system-deps browser-deps lock clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ system-deps:
 demo: install
 	$(VENV)/bin/callbot demo
 
-test: install-dev system-deps
+# The real JS client for tests/browser: pinned npm packages and the page bundle.
+browser-deps: system-deps
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
+test: install-dev system-deps browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Fast sans-I/O tests only: no servers, sockets or media.
