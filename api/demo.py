@@ -1,0 +1,239 @@
+"""``callbot demo``: two bots meet in one call, driven through the REST API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import uvicorn
+
+from api.app import create_app
+from api.launcher import LocalProcessLauncher
+
+logger = logging.getLogger(__name__)
+
+ROOM_ID = "lobby"
+BOTS = (("bot-1", "Bot 1"), ("bot-2", "Bot 2"))
+LEAVE_WAIT = 15.0
+
+
+@contextlib.asynccontextmanager
+async def control_plane(launcher: LocalProcessLauncher) -> AsyncIterator[str]:
+    """Serve the REST app on a free loopback port; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(launcher), log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="control-plane")
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the control plane stopped while starting")
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def received(bot: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a bot received, one entry per kind and sender."""
+    totals: dict[tuple[str, str], dict[str, Any]] = {}
+    for track in bot.get("tracks", []):
+        if track.get("direction") != "inbound":
+            continue
+        kind = track["kind"]
+        sender = track.get("from_user_id") or "?"
+        entry = totals.setdefault(
+            (kind, sender),
+            {"kind": kind, "from_user_id": sender, "frames": 0}
+            if kind == "video"
+            else {"kind": kind, "from_user_id": sender, "seconds": 0.0},
+        )
+        # A renegotiated call gives a sender a new track; the totals add up.
+        if kind == "video":
+            entry["frames"] += int(track.get("frames", 0))
+            if track.get("width") and track.get("height"):
+                entry["width"] = track["width"]
+                entry["height"] = track["height"]
+        else:
+            entry["seconds"] = round(
+                entry["seconds"] + float(track.get("seconds") or 0.0), 2
+            )
+    return sorted(totals.values(), key=lambda e: (e["from_user_id"], e["kind"]))
+
+
+def summarize(room_id: str, bots: list[dict[str, Any]]) -> dict[str, Any]:
+    """The demo's result: ok when every bot left and got the others' media."""
+    users = [bot["user_id"] for bot in bots]
+    entries = []
+    ok = bool(bots)
+    for bot in bots:
+        got = received(bot)
+        for other in users:
+            if other == bot["user_id"]:
+                continue
+            video = sum(
+                e["frames"]
+                for e in got
+                if e["kind"] == "video" and e["from_user_id"] == other
+            )
+            audio = sum(
+                e["seconds"]
+                for e in got
+                if e["kind"] == "audio" and e["from_user_id"] == other
+            )
+            ok = ok and video > 0 and audio > 0
+        ok = ok and bot["status"] == "left"
+        entry: dict[str, Any] = {
+            "id": bot["id"],
+            "user_id": bot["user_id"],
+            "final_status": bot["status"],
+            "received": got,
+        }
+        if bot.get("reason"):
+            entry["reason"] = bot["reason"]
+        entries.append(entry)
+    return {"ok": ok, "room_id": room_id, "bots": entries}
+
+
+def format_progress(elapsed: float, bots: list[dict[str, Any]]) -> str:
+    """One line: every bot's status and the media it sends and receives."""
+    parts = []
+    for bot in bots:
+        text = f"{bot['user_id']} {bot['status']}"
+        sent = sum(
+            int(t.get("frames", 0))
+            for t in bot.get("tracks", [])
+            if t.get("direction") == "outbound" and t.get("kind") == "video"
+        )
+        if sent:
+            text += f", sent {sent} frames"
+        for entry in received(bot):
+            if entry["kind"] == "video":
+                size = (
+                    f" {entry['width']}x{entry['height']}" if "width" in entry else ""
+                )
+                text += f", video {entry['frames']} frames{size}"
+            else:
+                text += f", audio {entry['seconds']:.1f} s"
+        parts.append(text)
+    return f"[{elapsed:4.0f} s] " + " | ".join(parts)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [f"summary of room {summary['room_id']}:"]
+    for bot in summary["bots"]:
+        line = f"  {bot['user_id']} ({bot['id']}): {bot['final_status']}"
+        if bot.get("reason"):
+            line += f" ({bot['reason']})"
+        lines.append(line)
+        for entry in bot["received"]:
+            if entry["kind"] == "video":
+                size = (
+                    f" at {entry['width']}x{entry['height']}"
+                    if "width" in entry
+                    else ""
+                )
+                amount = f"{entry['frames']} frames{size}"
+            else:
+                amount = f"{entry['seconds']:.1f} s"
+            lines.append(
+                f"    received {entry['kind']} from {entry['from_user_id']}: {amount}"
+            )
+    lines.append(
+        "ok: every bot received the others' audio and video and left"
+        if summary["ok"]
+        else "NOT ok: some bot missed media or did not leave cleanly"
+    )
+    return "\n".join(lines)
+
+
+async def _snapshot(client: httpx.AsyncClient, ids: list[str]) -> list[dict[str, Any]]:
+    bots = []
+    for bot_id in ids:
+        response = await client.get(f"/bots/{bot_id}")
+        response.raise_for_status()
+        bots.append(response.json())
+    return bots
+
+
+async def run_demo(*, duration: float = 10.0, as_json: bool = False) -> dict[str, Any]:
+    """Run the whole demo and return its summary (printed as it goes)."""
+    from callbot.server.app import ReferenceServer
+    from callbot.server.settings import ServerSettings
+
+    server = ReferenceServer(ServerSettings(host="127.0.0.1", port=0))
+    await server.start()
+    try:
+        print(f"reference server on {server.url}", flush=True)
+        async with (
+            control_plane(LocalProcessLauncher()) as base_url,
+            httpx.AsyncClient(base_url=base_url, timeout=10.0) as client,
+        ):
+            print(f"control plane on {base_url}", flush=True)
+            summary = await _drive(client, server.url, duration)
+    finally:
+        await server.stop()
+
+    if not as_json:
+        print(format_summary(summary), flush=True)
+    else:
+        print(json.dumps(summary), flush=True)
+    return summary
+
+
+async def _drive(
+    client: httpx.AsyncClient, server_url: str, duration: float
+) -> dict[str, Any]:
+    ids = []
+    for user_id, name in BOTS:
+        response = await client.post(
+            "/bots",
+            json={
+                "server_url": server_url,
+                "room_id": ROOM_ID,
+                "user_id": user_id,
+                "display_name": name,
+            },
+        )
+        response.raise_for_status()
+        ids.append(response.json()["id"])
+        print(f"created {user_id} as {ids[-1]} in room {ROOM_ID}", flush=True)
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for second in range(1, math.ceil(duration) + 1):
+        await asyncio.sleep(max(0.0, start + min(second, duration) - loop.time()))
+        bots = await _snapshot(client, ids)
+        print(format_progress(loop.time() - start, bots), flush=True)
+        if all(bot["status"] in ("left", "failed") for bot in bots):
+            break
+
+    print("removing the bots", flush=True)
+    for bot_id in ids:
+        response = await client.delete(f"/bots/{bot_id}")
+        response.raise_for_status()
+
+    deadline = loop.time() + LEAVE_WAIT
+    bots = await _snapshot(client, ids)
+    while loop.time() < deadline and not all(
+        bot["status"] in ("left", "failed") for bot in bots
+    ):
+        await asyncio.sleep(0.2)
+        bots = await _snapshot(client, ids)
+    print(format_progress(loop.time() - start, bots), flush=True)
+    return summarize(ROOM_ID, bots)

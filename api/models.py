@@ -1,0 +1,207 @@
+"""REST bodies of the control plane: requests, bot views and errors."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+BotStatus = Literal["starting", "connecting", "in_call", "leaving", "left", "failed"]
+"""The lifecycle of a bot: starting → connecting → in_call → leaving → left."""
+
+TERMINAL_STATUSES: frozenset[str] = frozenset({"left", "failed"})
+
+
+class CreateBot(BaseModel):
+    """The body of ``POST /bots``: which call the new bot joins, and as whom."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "server_url": "ws://127.0.0.1:4000/socket",
+                    "room_id": "lobby",
+                    "user_id": "bot-1",
+                    "display_name": "Bot 1",
+                }
+            ]
+        },
+    )
+
+    server_url: str = Field(
+        description="The Sensocto socket URL, ws:// or wss://.",
+        min_length=1,
+        max_length=2048,
+    )
+    room_id: str = Field(min_length=1, max_length=200)
+    user_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The participant identity; generated when absent.",
+    )
+    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("server_url")
+    @classmethod
+    def _websocket_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("ws", "wss"):
+            raise ValueError("server_url must be a ws:// or wss:// URL")
+        if not parts.hostname:
+            raise ValueError("server_url has no host")
+        return value
+
+
+class BotCreated(BaseModel):
+    """The answer to ``POST /bots``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"id": "b-3f2a9c1d", "status": "starting"}]}
+    )
+
+    id: str
+    status: BotStatus
+
+
+class Track(BaseModel):
+    """The counters of one track a bot sends or receives."""
+
+    direction: Literal["inbound", "outbound"]
+    kind: Literal["audio", "video"]
+    track_id: str | None = None
+    from_user_id: str | None = None
+    endpoint_id: str | None = None
+    frames: int = 0
+    packets: int = 0
+    bytes: int = 0
+    width: int | None = None
+    height: int | None = None
+    seconds: float | None = None
+    ended: bool = False
+
+
+class CallEvent(BaseModel):
+    """Something the bot saw happen in its call (a participant joined or left)."""
+
+    event: str
+    user_id: str | None = None
+    ts: float
+
+
+_BOT_EXAMPLE: dict[str, Any] = {
+    "id": "b-3f2a9c1d",
+    "status": "in_call",
+    "reason": None,
+    "server_url": "ws://127.0.0.1:4000/socket",
+    "room_id": "lobby",
+    "user_id": "bot-1",
+    "display_name": "Bot 1",
+    "endpoint_id": "bot-1_12",
+    "participants": ["bot-2"],
+    "tracks": [
+        {
+            "direction": "outbound",
+            "kind": "video",
+            "track_id": "7c1e",
+            "frames": 300,
+            "packets": 900,
+            "bytes": 1234567,
+        },
+        {
+            "direction": "inbound",
+            "kind": "video",
+            "track_id": "9a0b",
+            "from_user_id": "bot-2",
+            "endpoint_id": "bot-2_13",
+            "frames": 290,
+            "packets": 870,
+            "bytes": 1200000,
+            "width": 640,
+            "height": 480,
+        },
+        {
+            "direction": "inbound",
+            "kind": "audio",
+            "from_user_id": "bot-2",
+            "frames": 490,
+            "packets": 490,
+            "bytes": 50000,
+            "seconds": 9.8,
+        },
+    ],
+    "events": [{"event": "participant_joined", "user_id": "bot-2", "ts": 1764840000.4}],
+    "exit_code": None,
+    "created_at": 1764840000.0,
+    "updated_at": 1764840010.0,
+}
+
+
+class Bot(BaseModel):
+    """What the control plane knows about one bot."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_BOT_EXAMPLE]})
+
+    id: str
+    status: BotStatus
+    reason: str | None = Field(
+        default=None, description="Why the bot failed or left, when known."
+    )
+    server_url: str
+    room_id: str
+    user_id: str
+    display_name: str | None = None
+    endpoint_id: str | None = None
+    participants: list[str] = Field(
+        default_factory=list, description="Other users in the call, as last seen."
+    )
+    tracks: list[Track] = Field(default_factory=list)
+    events: list[CallEvent] = Field(default_factory=list)
+    exit_code: int | None = Field(
+        default=None,
+        description="The worker's exit code; negative: killed by that signal.",
+    )
+    created_at: float
+    updated_at: float
+
+
+class BotList(BaseModel):
+    """The answer to ``GET /bots``."""
+
+    bots: list[Bot]
+
+
+class ErrorDetail(BaseModel):
+    """One error: a stable code, a message for people, and whether to retry."""
+
+    code: str
+    message: str
+    retryable: bool
+
+
+class ErrorBody(BaseModel):
+    """Every error response of the control plane."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "bot_not_found",
+                        "message": "no bot with id b-0000",
+                        "retryable": False,
+                    }
+                }
+            ]
+        }
+    )
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    """The answer of the health probes."""
+
+    status: Literal["live", "ready"]

@@ -1,0 +1,265 @@
+"""The ``callbot`` command line: built-in commands plus those of other packages.
+
+Other packages add commands through the entry-point group ``callbot.commands``.
+Each entry point names an object that follows :class:`Command`; the CLI never
+imports those packages by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import inspect
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "callbot.commands"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_LOG_LEVEL = "INFO"
+
+
+@runtime_checkable
+class Command(Protocol):
+    """One ``callbot`` subcommand.
+
+    ``name`` is the word on the command line and ``help`` its one-line summary.
+    ``add_arguments`` adds the command's options to its own subparser, and
+    ``run`` does the work and returns the process exit code.
+    """
+
+    name: str
+    help: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+class ServerCommand:
+    """``callbot server``: the reference call server in the foreground."""
+
+    name = "server"
+    help = "run the reference call server"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=4000)
+        parser.add_argument(
+            "--room",
+            dest="rooms",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="add a public room (repeatable); the lobby always exists",
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        from callbot.server.app import serve
+        from callbot.server.settings import ServerSettings
+
+        settings = ServerSettings.model_validate(
+            {
+                "host": args.host,
+                "port": args.port,
+                "rooms": [{"name": name} for name in args.rooms],
+            }
+        )
+        logger.info("reference server on %s:%d", args.host, args.port)
+        with contextlib.suppress(KeyboardInterrupt):
+            result: Any = serve(settings)
+            if inspect.isawaitable(result):
+                asyncio.run(_awaited(result))
+        return 0
+
+
+async def _awaited(awaitable: Any) -> None:
+    await awaitable
+
+
+class RunCommand:
+    """``callbot run``: one bot in the foreground until Ctrl-C or its duration."""
+
+    name = "run"
+    help = "run one bot in a call in the foreground"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--server", required=True, metavar="URL", help="ws://host:port/socket"
+        )
+        parser.add_argument("--room", required=True, metavar="ROOM")
+        parser.add_argument("--user-id", required=True, metavar="USER")
+        parser.add_argument("--name", default=None, help="display name")
+        parser.add_argument(
+            "--duration",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="leave after this many seconds (default: until Ctrl-C)",
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        return asyncio.run(self._run(args))
+
+    async def _run(self, args: argparse.Namespace) -> int:
+        from callbot.bot.bot import Bot
+        from callbot.bot.config import BotConfig
+
+        config = BotConfig(
+            server_url=args.server,
+            room_id=args.room,
+            user_id=args.user_id,
+            display_name=args.name,
+            duration=args.duration,
+        )
+        bot = Bot(config)
+
+        # Ctrl-C asks the bot to leave; a second one stops at once.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        interrupts = 0
+
+        def on_interrupt() -> None:
+            nonlocal interrupts
+            interrupts += 1
+            if interrupts == 1:
+                print("leaving the call (Ctrl-C again to stop at once)", flush=True)
+                bot.leave()
+            elif task is not None:
+                task.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        loop.add_signal_handler(signal.SIGTERM, on_interrupt)
+        try:
+            await bot.run()
+        except asyncio.CancelledError:
+            print("stopped before the bot had left", file=sys.stderr)
+            return 130
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
+
+        print(format_summary(bot.status, bot.stats()))
+        return 0 if bot.status == "left" else 1
+
+
+def format_summary(status: str, stats: dict[str, Any]) -> str:
+    """A few lines telling what a bot did in its call."""
+    lines = [f"status: {status}"]
+    endpoint_id = stats.get("endpoint_id")
+    if endpoint_id:
+        lines.append(f"endpoint: {endpoint_id}")
+    participants = stats.get("participants") or []
+    lines.append("participants: " + (", ".join(participants) or "none"))
+    for track in stats.get("tracks") or []:
+        if not isinstance(track, dict):
+            continue
+        lines.append("  " + _format_track(track))
+    return "\n".join(lines)
+
+
+def _format_track(track: dict[str, Any]) -> str:
+    direction = track.get("direction", "?")
+    kind = track.get("kind", "?")
+    if direction == "inbound":
+        head = f"received {kind} from {track.get('from_user_id') or '?'}:"
+    else:
+        head = f"sent {kind}:"
+    parts = [head, f"{track.get('frames', 0)} frames"]
+    parts.append(f"{track.get('packets', 0)} packets")
+    if track.get("width") and track.get("height"):
+        parts.append(f"{track['width']}x{track['height']}")
+    if track.get("seconds") is not None:
+        parts.append(f"{float(track['seconds']):.1f} s")
+    return " ".join(parts)
+
+
+BUILTIN_COMMANDS: tuple[Command, ...] = (ServerCommand(), RunCommand())
+
+
+def discover_commands() -> list[Command]:
+    """The commands other packages declare in the ``callbot.commands`` group."""
+    found: list[Command] = []
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            command = entry_point.load()
+        except Exception:
+            logger.warning(
+                "cannot load command %s (%s)",
+                entry_point.name,
+                entry_point.value,
+                exc_info=True,
+            )
+            continue
+        if not isinstance(command, Command):
+            logger.warning(
+                "entry point %s (%s) is not a callbot command",
+                entry_point.name,
+                entry_point.value,
+            )
+            continue
+        found.append(command)
+    return found
+
+
+def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
+    """The argument parser for these commands; each is a subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="callbot", description="Headless WebRTC call bots for Sensocto calls."
+    )
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="logging level (default: INFO; the demo: WARNING); logs go to stderr",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for command in commands:
+        sub = subparsers.add_parser(command.name, help=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(handler=command)
+    return parser
+
+
+def all_commands() -> list[Command]:
+    """The built-in commands followed by the discovered ones, one per name."""
+    commands: list[Command] = list(BUILTIN_COMMANDS)
+    names = {c.name for c in commands}
+    for command in discover_commands():
+        if command.name in names:
+            logger.warning("ignoring a second command named %r", command.name)
+            continue
+        names.add(command.name)
+        commands.append(command)
+    return commands
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr, one line a record, so stdout stays for results."""
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``callbot`` console script."""
+    parser = build_parser(all_commands())
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level or DEFAULT_LOG_LEVEL)
+    command: Command = args.handler
+    return command.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
