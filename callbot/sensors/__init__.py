@@ -1,0 +1,1 @@
+"""Sensor data: measurements, the delta codec, backpressure, generators."""
