@@ -179,7 +179,10 @@ def create_app(
         response_model=Bot,
         tags=["bots"],
         summary="A bot's status and media counters",
-        responses={404: _error("No bot with this id.")},
+        responses={
+            404: _error("No bot with this id."),
+            422: _error("The request is invalid."),
+        },
     )
     async def get_bot(bot_id: str) -> Bot:
         return find(bot_id).view()
@@ -191,7 +194,10 @@ def create_app(
         tags=["bots"],
         summary="Make a bot leave its call",
         description="The bot leaves; its status goes leaving → left.",
-        responses={404: _error("No bot with this id.")},
+        responses={
+            404: _error("No bot with this id."),
+            422: _error("The request is invalid."),
+        },
     )
     async def delete_bot(bot_id: str) -> Bot:
         record = find(bot_id)

@@ -126,6 +126,7 @@ class LocalProcessLauncher(Launcher):
         except OSError as exc:
             raise LaunchError(f"cannot start the bot worker: {exc}") from exc
 
+        record.pid = process.pid
         worker = _Worker(record, process)
         self._workers[record.bot_id] = worker
         worker.log.info("started worker pid %d", process.pid)

@@ -134,6 +134,7 @@ _BOT_EXAMPLE: dict[str, Any] = {
     ],
     "events": [{"event": "participant_joined", "user_id": "bot-2", "ts": 1764840000.4}],
     "exit_code": None,
+    "pid": 4242,
     "created_at": 1764840000.0,
     "updated_at": 1764840010.0,
 }
@@ -162,6 +163,9 @@ class Bot(BaseModel):
     exit_code: int | None = Field(
         default=None,
         description="The worker's exit code; negative: killed by that signal.",
+    )
+    pid: int | None = Field(
+        default=None, description="The worker's process id, when run locally."
     )
     created_at: float
     updated_at: float

@@ -66,6 +66,7 @@ class BotRecord:
         self.endpoint_id: str | None = None
         self.participants: list[str] = []
         self.exit_code: int | None = None
+        self.pid: int | None = None
         self.leave_requested = False
         self.bad_reports = 0
         self.created_at = now
@@ -176,6 +177,7 @@ class BotRecord:
             tracks=self.tracks,
             events=self.events,
             exit_code=self.exit_code,
+            pid=self.pid,
             created_at=self.created_at,
             updated_at=self.updated_at,
         )

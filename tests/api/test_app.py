@@ -1,0 +1,282 @@
+"""The REST routes, with a launcher double instead of worker processes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app
+from api.launcher import Launcher, LaunchError
+from api.record import BotRecord
+
+SERVER_URL = "ws://127.0.0.1:4000/socket"
+
+
+class FakeLauncher(Launcher):
+    """Records what the app asks for; the test plays the worker's reports."""
+
+    def __init__(self) -> None:
+        self.started: list[BotRecord] = []
+        self.left: list[str] = []
+        self.closed = False
+        self.is_ready = True
+        self.fail_start: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.is_ready
+
+    async def start(self, record: BotRecord) -> None:
+        if self.fail_start is not None:
+            raise LaunchError(self.fail_start)
+        self.started.append(record)
+
+    async def leave(self, record: BotRecord) -> None:
+        record.request_leave(now=0.0)
+        self.left.append(record.bot_id)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def launcher() -> FakeLauncher:
+    return FakeLauncher()
+
+
+@pytest.fixture
+async def client(launcher: FakeLauncher) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(launcher, max_bots=3)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://cp") as c:
+        yield c
+
+
+async def create(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
+    return await client.post(
+        "/bots", json={"server_url": SERVER_URL, "room_id": "lobby", **body}
+    )
+
+
+async def test_post_starts_a_bot_and_answers_201_with_its_id(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    response = await create(client, user_id="bot-1", display_name="Bot 1")
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "starting"
+    assert response.headers["location"] == f"/bots/{body['id']}"
+    [record] = launcher.started
+    assert record.bot_id == body["id"]
+    assert record.worker_config() == {
+        "bot_id": body["id"],
+        "server_url": SERVER_URL,
+        "room_id": "lobby",
+        "user_id": "bot-1",
+        "display_name": "Bot 1",
+    }
+
+
+async def test_a_missing_user_id_is_generated(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    first = await create(client)
+    second = await create(client)
+
+    users = [r.user_id for r in launcher.started]
+    assert first.status_code == second.status_code == 201
+    assert all(u.startswith("bot-") for u in users)
+    assert users[0] != users[1]
+
+
+async def test_get_shows_what_the_reports_said(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    bot_id = (await create(client, user_id="bot-1")).json()["id"]
+    [record] = launcher.started
+    record.feed_line(b'{"type": "status", "status": "in_call"}', now=1.0)
+    record.feed_line(b'{"type": "joined", "endpoint_id": "bot-1_12"}', now=1.0)
+    record.feed_line(
+        b'{"type": "stats", "participants": ["bot-2"], "tracks": ['
+        b'{"direction": "inbound", "kind": "video", "track_id": "t1",'
+        b' "from_user_id": "bot-2", "frames": 31, "packets": 90, "bytes": 9000,'
+        b' "width": 640, "height": 480}]}',
+        now=2.0,
+    )
+
+    body = (await client.get(f"/bots/{bot_id}")).json()
+
+    assert body["status"] == "in_call"
+    assert body["endpoint_id"] == "bot-1_12"
+    assert body["participants"] == ["bot-2"]
+    [track] = body["tracks"]
+    assert (track["frames"], track["width"], track["height"]) == (31, 640, 480)
+    listed = (await client.get("/bots")).json()["bots"]
+    assert [b["id"] for b in listed] == [bot_id]
+
+
+async def test_delete_asks_the_bot_to_leave_and_answers_202(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    bot_id = (await create(client)).json()["id"]
+    [record] = launcher.started
+    record.feed_line(b'{"type": "status", "status": "in_call"}', now=1.0)
+
+    response = await client.delete(f"/bots/{bot_id}")
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "leaving"
+    assert launcher.left == [bot_id]
+
+    record.feed_line(b'{"type": "status", "status": "left"}', now=2.0)
+    record.process_exited(0, now=2.1)
+    assert (await client.get(f"/bots/{bot_id}")).json()["status"] == "left"
+
+    again = await client.delete(f"/bots/{bot_id}")
+    assert again.status_code == 202
+    assert again.json()["status"] == "left"
+    assert launcher.left == [bot_id]
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_an_unknown_bot_is_404_bot_not_found(
+    client: httpx.AsyncClient, method: str
+) -> None:
+    response = await client.request(method, "/bots/b-nope")
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {
+            "code": "bot_not_found",
+            "message": "no bot with id b-nope",
+            "retryable": False,
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"server_url": "http://127.0.0.1:4000/socket", "room_id": "x"}, "server_url"),
+        ({"server_url": "ws:///socket", "room_id": "x"}, "server_url"),
+        ({"server_url": "lobby", "room_id": "x"}, "server_url"),
+        ({"server_url": SERVER_URL}, "room_id"),
+        ({"server_url": SERVER_URL, "room_id": ""}, "room_id"),
+        ({"server_url": SERVER_URL, "room_id": "x", "colour": "red"}, "colour"),
+        ({"server_url": SERVER_URL, "room_id": "x", "user_id": 7}, "user_id"),
+    ],
+)
+async def test_invalid_bodies_are_422_validation_naming_the_field(
+    client: httpx.AsyncClient,
+    launcher: FakeLauncher,
+    body: dict[str, Any],
+    field: str,
+) -> None:
+    response = await client.post("/bots", json=body)
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation"
+    assert error["retryable"] is False
+    assert field in error["message"]
+    assert set(response.json()) == {"error"}
+    assert launcher.started == []
+
+
+async def test_a_body_that_is_not_json_is_422_validation(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/bots", content=b"{nope", headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation"
+
+
+async def test_unknown_routes_and_methods_use_the_error_body(
+    client: httpx.AsyncClient,
+) -> None:
+    missing = await client.get("/nowhere")
+    wrong = await client.put("/bots")
+
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_launch_failure_is_503_retryable_and_registers_nothing(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    launcher.fail_start = "cannot start the bot worker: no such file"
+
+    response = await create(client)
+
+    assert response.status_code == 503
+    assert response.json()["error"] == {
+        "code": "launch_failed",
+        "message": "cannot start the bot worker: no such file",
+        "retryable": True,
+    }
+    assert (await client.get("/bots")).json()["bots"] == []
+
+
+async def test_more_running_bots_than_the_limit_is_503_too_many_bots(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    for _ in range(3):
+        assert (await create(client)).status_code == 201
+
+    refused = await create(client)
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "too_many_bots"
+    assert refused.json()["error"]["retryable"] is True
+
+    # A bot that is gone frees its place.
+    launcher.started[0].process_exited(-9, now=5.0)
+    assert (await create(client)).status_code == 201
+
+
+async def test_health_probes(client: httpx.AsyncClient, launcher: FakeLauncher) -> None:
+    live = await client.get("/health/live")
+    ready = await client.get("/health/ready")
+    assert (live.status_code, live.json()) == (200, {"status": "live"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+
+    launcher.is_ready = False
+    not_ready = await client.get("/health/ready")
+    assert not_ready.status_code == 503
+    assert not_ready.json()["error"]["code"] == "not_ready"
+    assert (await client.get("/health/live")).status_code == 200
+    assert (await create(client)).status_code == 503
+
+
+async def test_openapi_documents_examples_and_the_error_body(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+
+    schemas = spec["components"]["schemas"]
+    assert schemas["CreateBot"]["examples"][0]["server_url"].startswith("ws://")
+    assert schemas["Bot"]["examples"][0]["status"] == "in_call"
+    assert schemas["ErrorBody"]["examples"][0]["error"]["code"] == "bot_not_found"
+    post = spec["paths"]["/bots"]["post"]
+    for status in ("422", "503"):
+        ref = post["responses"][status]["content"]["application/json"]["schema"]
+        assert ref == {"$ref": "#/components/schemas/ErrorBody"}
+    get = spec["paths"]["/bots/{bot_id}"]["get"]
+    assert "404" in get["responses"]
+    assert "HTTPValidationError" not in schemas
+
+
+async def test_shutting_down_closes_the_launcher(launcher: FakeLauncher) -> None:
+    app = create_app(launcher)
+
+    async with app.router.lifespan_context(app):
+        assert not launcher.closed
+    assert launcher.closed

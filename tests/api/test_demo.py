@@ -1,0 +1,116 @@
+"""The demo's summary and progress lines, from bot views as the API serves them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.demo import format_progress, format_summary, received, summarize
+
+
+def bot_view(
+    bot_id: str,
+    user_id: str,
+    other: str,
+    *,
+    status: str = "left",
+    frames: int = 290,
+    seconds: float = 9.8,
+) -> dict[str, Any]:
+    return {
+        "id": bot_id,
+        "user_id": user_id,
+        "status": status,
+        "reason": None,
+        "tracks": [
+            {"direction": "outbound", "kind": "video", "frames": 300},
+            {
+                "direction": "inbound",
+                "kind": "video",
+                "from_user_id": other,
+                "frames": frames,
+                "width": 640,
+                "height": 480,
+            },
+            {
+                "direction": "inbound",
+                "kind": "audio",
+                "from_user_id": other,
+                "frames": 490,
+                "seconds": seconds,
+            },
+        ],
+    }
+
+
+def test_received_adds_up_renegotiated_tracks_per_kind_and_sender() -> None:
+    bot = bot_view("b-1", "bot-1", "bot-2", frames=100, seconds=3.0)
+    bot["tracks"].append(
+        {
+            "direction": "inbound",
+            "kind": "video",
+            "from_user_id": "bot-2",
+            "frames": 50,
+            "width": 320,
+            "height": 240,
+        }
+    )
+
+    assert received(bot) == [
+        {"kind": "audio", "from_user_id": "bot-2", "seconds": 3.0},
+        {
+            "kind": "video",
+            "from_user_id": "bot-2",
+            "frames": 150,
+            "width": 320,
+            "height": 240,
+        },
+    ]
+
+
+def test_summary_is_ok_when_every_bot_left_with_the_others_media() -> None:
+    summary = summarize(
+        "lobby",
+        [bot_view("b-1", "bot-1", "bot-2"), bot_view("b-2", "bot-2", "bot-1")],
+    )
+
+    assert summary["ok"] is True
+    assert summary["room_id"] == "lobby"
+    first = summary["bots"][0]
+    assert (first["id"], first["user_id"], first["final_status"]) == (
+        "b-1",
+        "bot-1",
+        "left",
+    )
+    assert {"kind": "audio", "from_user_id": "bot-2", "seconds": 9.8} in first[
+        "received"
+    ]
+
+
+def test_summary_is_not_ok_when_media_is_missing_or_a_bot_failed() -> None:
+    no_video = bot_view("b-1", "bot-1", "bot-2", frames=0)
+    no_audio = bot_view("b-1", "bot-1", "bot-2", seconds=0.0)
+    failed = bot_view("b-1", "bot-1", "bot-2", status="failed")
+    failed["reason"] = "worker killed by SIGKILL (exit code -9)"
+    fine = bot_view("b-2", "bot-2", "bot-1")
+
+    assert summarize("lobby", [no_video, fine])["ok"] is False
+    assert summarize("lobby", [no_audio, fine])["ok"] is False
+    failed_summary = summarize("lobby", [failed, fine])
+    assert failed_summary["ok"] is False
+    assert failed_summary["bots"][0]["reason"].startswith("worker killed by SIGKILL")
+    assert summarize("lobby", [])["ok"] is False
+
+
+def test_progress_and_summary_read_in_user_terms() -> None:
+    bots = [bot_view("b-1", "bot-1", "bot-2"), bot_view("b-2", "bot-2", "bot-1")]
+
+    line = format_progress(3.02, bots)
+    text = format_summary(summarize("lobby", bots))
+
+    assert line == (
+        "[   3 s] bot-1 left, sent 300 frames, audio 9.8 s,"
+        " video 290 frames 640x480 | bot-2 left, sent 300 frames, audio 9.8 s,"
+        " video 290 frames 640x480"
+    )
+    assert "    received video from bot-2: 290 frames at 640x480" in text
+    assert text.endswith("ok: every bot received the others' audio and video and left")

@@ -1,0 +1,162 @@
+"""The local-process launcher, driving a stand-in worker that speaks the reports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from api.launcher import LaunchError, LocalProcessLauncher
+from api.record import BotRecord
+
+FAKE_WORKER = str(Path(__file__).with_name("fake_worker.py"))
+
+pytestmark = pytest.mark.integration
+
+
+def make_record(bot_id: str = "b-1") -> BotRecord:
+    return BotRecord(
+        bot_id,
+        server_url="ws://127.0.0.1:9/socket",
+        room_id="lobby",
+        user_id=f"user-{bot_id}",
+        display_name=None,
+        now=time.time(),
+    )
+
+
+async def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> float:
+    """Poll until check() holds; returns the seconds it took."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+def launcher_for(mode: str, leave_timeout: float = 5.0) -> LocalProcessLauncher:
+    return LocalProcessLauncher(
+        command=[sys.executable, FAKE_WORKER, mode], leave_timeout=leave_timeout
+    )
+
+
+@pytest.fixture
+async def polite() -> AsyncIterator[LocalProcessLauncher]:
+    launcher = launcher_for("polite")
+    yield launcher
+    await launcher.close()
+
+
+async def test_a_polite_worker_reports_in_call_then_leaves_on_request(
+    polite: LocalProcessLauncher,
+) -> None:
+    record = make_record()
+    await polite.start(record)
+    assert record.pid is not None
+
+    await wait_until(lambda: record.status == "in_call" and bool(record.tracks))
+    assert record.endpoint_id == "user-b-1_1"
+    assert record.tracks[0].frames > 0
+
+    await polite.leave(record)
+    assert record.status == "leaving"
+    await wait_until(lambda: record.exited)
+    assert (record.status, record.reason, record.exit_code) == ("left", None, 0)
+
+
+async def test_sigkill_turns_into_failed_naming_the_signal_within_a_second(
+    polite: LocalProcessLauncher,
+) -> None:
+    record = make_record()
+    other = make_record("b-2")
+    await polite.start(record)
+    await polite.start(other)
+    await wait_until(lambda: record.status == other.status == "in_call")
+
+    assert record.pid is not None
+    os.kill(record.pid, signal.SIGKILL)
+    took = await wait_until(lambda: record.status == "failed")
+
+    assert took < 1.0
+    assert record.reason == "worker killed by SIGKILL (exit code -9)"
+    assert other.status == "in_call"
+
+
+async def test_a_crashing_worker_fails_with_its_exit_code() -> None:
+    launcher = launcher_for("crash")
+    record = make_record()
+    await launcher.start(record)
+
+    await wait_until(lambda: record.exited)
+    assert (record.status, record.reason) == ("failed", "worker exited with code 3")
+    await launcher.close()
+
+
+async def test_a_worker_that_ignores_leave_is_killed_after_the_deadline() -> None:
+    launcher = launcher_for("stubborn", leave_timeout=0.5)
+    record = make_record()
+    await launcher.start(record)
+    await wait_until(lambda: record.status == "in_call")
+
+    await launcher.leave(record)
+    took = await wait_until(lambda: record.exited)
+
+    assert 0.4 < took < 2.0
+    assert record.status == "failed"
+    assert record.reason == "worker did not exit within 0.5 s of leave; killed"
+    assert record.exit_code == -signal.SIGKILL
+    await launcher.close()
+
+
+async def test_lines_that_are_not_reports_are_skipped() -> None:
+    launcher = launcher_for("noisy")
+    record = make_record()
+    await launcher.start(record)
+    await wait_until(lambda: record.status == "in_call")
+    await launcher.leave(record)
+    await wait_until(lambda: record.exited)
+
+    assert record.bad_reports == 1
+    assert record.status == "left"
+    await launcher.close()
+
+
+async def test_a_worker_that_dies_before_reading_its_config_fails() -> None:
+    launcher = LocalProcessLauncher(
+        command=[sys.executable, "-c", "raise SystemExit(2)"]
+    )
+    record = make_record()
+    await launcher.start(record)
+
+    await wait_until(lambda: record.exited)
+    assert (record.status, record.reason) == ("failed", "worker exited with code 2")
+    await launcher.close()
+
+
+async def test_close_makes_every_bot_leave_and_refuses_new_ones() -> None:
+    launcher = launcher_for("polite")
+    records = [make_record("b-1"), make_record("b-2")]
+    for record in records:
+        await launcher.start(record)
+    await wait_until(lambda: all(r.status == "in_call" for r in records))
+
+    await launcher.close()
+
+    assert [r.status for r in records] == ["left", "left"]
+    assert not launcher.ready
+    with pytest.raises(LaunchError):
+        await launcher.start(make_record("b-3"))
+
+
+async def test_a_missing_worker_program_is_a_launch_error() -> None:
+    launcher = LocalProcessLauncher(command=["/nonexistent/callbot-worker"])
+
+    with pytest.raises(LaunchError, match="cannot start the bot worker"):
+        await launcher.start(make_record())

@@ -1,0 +1,202 @@
+"""The callbot command line: parsing, command discovery, summaries."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+from typing import Any
+
+import pytest
+
+from callbot import cli
+
+
+class EchoCommand:
+    name = "echo"
+    help = "say something"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("words", nargs="*")
+
+    def run(self, args: argparse.Namespace) -> int:
+        print(" ".join(args.words))
+        return 7
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return cli.build_parser(list(cli.BUILTIN_COMMANDS)).parse_args(argv)
+
+
+def test_server_takes_host_port_and_repeated_rooms() -> None:
+    args = parse("server", "--host", "127.0.0.1", "--port", "4100", "--room", "a")
+    assert (args.host, args.port, args.rooms) == ("127.0.0.1", 4100, ["a"])
+    assert isinstance(args.handler, cli.ServerCommand)
+
+    args = parse("server", "--room", "a", "--room", "b")
+    assert (args.port, args.rooms) == (4000, ["a", "b"])
+
+    assert parse("server").rooms == []
+
+
+def test_run_takes_the_bot_options() -> None:
+    args = parse(
+        "run",
+        "--server",
+        "ws://127.0.0.1:4000/socket",
+        "--room",
+        "lobby",
+        "--user-id",
+        "bot-1",
+        "--name",
+        "Bot 1",
+        "--duration",
+        "2.5",
+    )
+
+    assert args.server == "ws://127.0.0.1:4000/socket"
+    assert (args.room, args.user_id, args.name, args.duration) == (
+        "lobby",
+        "bot-1",
+        "Bot 1",
+        2.5,
+    )
+    assert isinstance(args.handler, cli.RunCommand)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--room", "lobby", "--user-id", "u"],
+        ["run", "--server", "ws://h/socket", "--user-id", "u"],
+        ["run", "--server", "ws://h/socket", "--room", "lobby"],
+        ["server", "--port", "many"],
+        ["--log-level", "LOUD", "server"],
+        [],
+    ],
+)
+def test_bad_command_lines_exit_with_usage(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse(*argv)
+
+    assert exited.value.code == 2
+    assert "usage: callbot" in capsys.readouterr().err
+
+
+def test_log_level_is_case_insensitive_and_unset_by_default() -> None:
+    assert parse("--log-level", "debug", "server").log_level == "DEBUG"
+    assert parse("server").log_level is None
+
+
+def test_the_control_plane_commands_come_from_entry_points() -> None:
+    found = {c.name: c for c in cli.discover_commands()}
+
+    assert {"serve", "demo"} <= set(found)
+    assert all(isinstance(c, cli.Command) for c in found.values())
+    parser = cli.build_parser(cli.all_commands())
+    args = parser.parse_args(["serve", "--host", "0.0.0.0", "--port", "8080"])
+    assert (args.host, args.port, args.handler) == ("0.0.0.0", 8080, found["serve"])
+    demo = parser.parse_args(["demo", "--json", "--duration", "6"])
+    assert (demo.json, demo.duration) == (True, 6.0)
+
+
+class FakeEntryPoint:
+    def __init__(self, name: str, value: object, broken: bool = False) -> None:
+        self.name = name
+        self.value = f"somewhere:{name}"
+        self._object = value
+        self._broken = broken
+
+    def load(self) -> object:
+        if self._broken:
+            raise ImportError("no module named somewhere")
+        return self._object
+
+
+def test_discovery_skips_broken_and_foreign_entry_points_and_name_clashes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Impostor:
+        name = "server"
+        help = "pretends to be the built-in"
+
+        def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+            pass
+
+        def run(self, args: argparse.Namespace) -> int:
+            return 99
+
+    entry_points = [
+        FakeEntryPoint("echo", EchoCommand()),
+        FakeEntryPoint("broken", None, broken=True),
+        FakeEntryPoint("function", print),
+        FakeEntryPoint("server", Impostor()),
+    ]
+
+    def fake_entry_points(**kwargs: Any) -> list[FakeEntryPoint]:
+        assert kwargs == {"group": "callbot.commands"}
+        return entry_points
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points)
+
+    names = [c.name for c in cli.all_commands()]
+
+    assert names == ["server", "run", "echo"]
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "cannot load command broken" in messages
+    assert "function" in messages and "is not a callbot command" in messages
+    assert "second command named 'server'" in messages
+
+
+def test_main_runs_a_discovered_command_and_returns_its_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "discover_commands", lambda: [EchoCommand()])
+
+    assert cli.main(["echo", "hello", "there"]) == 7
+    assert capsys.readouterr().out == "hello there\n"
+
+
+def test_the_run_summary_names_status_peers_and_media() -> None:
+    text = cli.format_summary(
+        "left",
+        {
+            "endpoint_id": "bot-1_12",
+            "participants": ["bot-2"],
+            "tracks": [
+                {
+                    "direction": "outbound",
+                    "kind": "video",
+                    "frames": 300,
+                    "packets": 900,
+                },
+                {
+                    "direction": "inbound",
+                    "kind": "video",
+                    "from_user_id": "bot-2",
+                    "frames": 290,
+                    "packets": 870,
+                    "width": 640,
+                    "height": 480,
+                },
+                {
+                    "direction": "inbound",
+                    "kind": "audio",
+                    "from_user_id": "bot-2",
+                    "frames": 490,
+                    "packets": 490,
+                    "seconds": 9.8,
+                },
+            ],
+        },
+    )
+
+    assert text.splitlines() == [
+        "status: left",
+        "endpoint: bot-1_12",
+        "participants: bot-2",
+        "  sent video: 300 frames 900 packets",
+        "  received video from bot-2: 290 frames 870 packets 640x480",
+        "  received audio from bot-2: 490 frames 490 packets 9.8 s",
+    ]
