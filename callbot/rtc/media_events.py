@@ -182,9 +182,7 @@ class SdpAnswer(_Wire):
     kind: Literal["sdpAnswer"] = "sdpAnswer"
     type: Literal["answer"]
     sdp: str
-    mid_to_track_id: dict[str, str] = Field(
-        default_factory=dict, alias="midToTrackId"
-    )
+    mid_to_track_id: dict[str, str] = Field(default_factory=dict, alias="midToTrackId")
 
 
 class RemoteCandidate(_Wire):

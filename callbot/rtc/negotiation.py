@@ -231,9 +231,7 @@ class ClientNegotiation:
         if isinstance(event, me.TracksAdded):
             return self._on_tracks_added(event.endpoint_id, event.track_ids())
         if isinstance(event, me.TracksRemoved):
-            return self._end_tracks(
-                t for t in event.track_ids if t in self._remote
-            )
+            return self._end_tracks(t for t in event.track_ids if t in self._remote)
         if isinstance(event, me.EndpointRemoved):
             actions = self._end_tracks(
                 t.track_id for t in self._remote.values() if t.endpoint_id == event.id
@@ -287,7 +285,9 @@ class ClientNegotiation:
             return []
         index = sdp_mline_index
         if index is None:
-            index = self._offer_mids.index(sdp_mid) if sdp_mid in self._offer_mids else 0
+            index = (
+                self._offer_mids.index(sdp_mid) if sdp_mid in self._offer_mids else 0
+            )
         mid = sdp_mid if sdp_mid is not None else self._mid_at(index) or str(index)
         event = me.LocalCandidate(
             candidate=rewrite_candidate(candidate), sdp_mid=mid, sdp_mline_index=index
@@ -341,7 +341,9 @@ class ClientNegotiation:
         if unknown:
             logger.warning("offerData asks for unknown kinds %s", sorted(unknown))
 
-        new_local = tuple(t for t in self.local_tracks if t.track_id not in self._offered)
+        new_local = tuple(
+            t for t in self.local_tracks if t.track_id not in self._offered
+        )
         self._offered.update(t.track_id for t in new_local)
         create_peer = not self._peer_created
         self._peer_created = True

@@ -1,0 +1,65 @@
+"""A tone as an audio track: 48 kHz mono 20 ms frames, the Opus encoder's input."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections.abc import Callable
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+SAMPLE_RATE = 48_000
+FRAME_SAMPLES = 960  # 20 ms
+AUDIO_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+
+
+class ToneTrack(MediaStreamTrack):
+    """A sine tone, ``amplitude`` of full scale; one second of samples is cached."""
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        frequency: float = 440.0,
+        amplitude: float = 0.2,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        # A whole second holds a whole number of periods for integer frequencies.
+        t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+        wave = amplitude * np.sin(2 * np.pi * frequency * t)
+        self._samples = (wave * 32767).astype(np.int16)
+        self.frames = 0
+        self._clock = clock
+        self._start: float | None = None
+
+    def frame(self, index: int) -> av.AudioFrame:
+        """Audio frame ``index`` (pure)."""
+        start = (index * FRAME_SAMPLES) % SAMPLE_RATE
+        chunk = self._samples[start : start + FRAME_SAMPLES]
+        frame = av.AudioFrame.from_ndarray(
+            chunk.reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = index * FRAME_SAMPLES
+        frame.time_base = AUDIO_TIME_BASE
+        return frame
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = self._clock()
+        index = self.frames
+        delay = self._start + index * FRAME_SAMPLES / SAMPLE_RATE - self._clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -1.0:
+            self._start = self._clock() - index * FRAME_SAMPLES / SAMPLE_RATE
+        self.frames += 1
+        return self.frame(index)
