@@ -88,7 +88,7 @@ def test_sends_when_the_batch_is_full():
             "measurements_batch",
             [
                 item("heartrate", float(v), t)
-                for v, t in zip(range(70, 75), range(1, 6))
+                for v, t in zip(range(70, 75), range(1, 6), strict=False)
             ],
         )
     ]

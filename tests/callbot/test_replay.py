@@ -40,7 +40,7 @@ def test_csv_and_json_lines_give_the_same_measurements(tmp_path):
 def test_bad_recordings_name_the_line():
     with pytest.raises(SensorDataError, match="lacks columns"):
         parse_csv("sensor_id,payload\ns,1\n")
-    with pytest.raises(SensorDataError, match="line 3: .*attribute_id"):
+    with pytest.raises(SensorDataError, match=r"line 3: .*attribute_id"):
         parse_csv("sensor_id,attribute_id,payload,timestamp\ns,hr,1,1\ns,-x,1,2\n")
     with pytest.raises(SensorDataError, match="line 2: not JSON"):
         parse_json_lines(
