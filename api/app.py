@@ -67,12 +67,15 @@ def create_app(
     launcher: Launcher | None = None,
     *,
     max_bots: int = 50,
+    ice_addresses: list[str] | None = None,
     clock: Clock = time.time,
 ) -> FastAPI:
     """Build the control-plane app around a launcher (local processes by default).
 
     Args:
         max_bots: how many bots may be running (not yet left or failed) at once.
+        ice_addresses: the addresses every bot's ICE may use; the bot's
+            default (loopback) when None.
     """
     launcher = launcher if launcher is not None else LocalProcessLauncher()
     bots: dict[str, BotRecord] = {}
@@ -154,6 +157,7 @@ def create_app(
             user_id=body.user_id or "bot-" + secrets.token_hex(3),
             display_name=body.display_name,
             now=clock(),
+            ice_addresses=ice_addresses,
         )
         try:
             await launcher.start(record)

@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from api.settings import ControlPlaneSettings
 
 logger = logging.getLogger(__name__)
 
@@ -20,21 +24,41 @@ class ServeCommand:
     help = "run the REST control plane"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8080)
+        # Defaults come from CALLBOT_* variables (api.settings) at run time.
+        parser.add_argument("--host", default=None, help="default: 127.0.0.1")
+        parser.add_argument("--port", type=int, default=None, help="default: 8080")
         parser.add_argument(
             "--max-bots",
             type=int,
-            default=50,
+            default=None,
             help="bots that may run at once (default: 50)",
         )
         parser.add_argument(
             "--leave-timeout",
             type=float,
-            default=10.0,
+            default=None,
             metavar="SECONDS",
             help="a leaving bot's process is killed after this (default: 10)",
         )
+        parser.add_argument(
+            "--ice-address",
+            dest="ice_addresses",
+            action="append",
+            default=None,
+            metavar="ADDRESS",
+            help="an address the bots' ICE may use (repeatable; default: 127.0.0.1)",
+        )
+
+    def settings(self, args: argparse.Namespace) -> ControlPlaneSettings:
+        """The environment's settings with the command line's options on top."""
+        from api.settings import ControlPlaneSettings
+
+        overrides = {
+            key: value
+            for key in ("host", "port", "max_bots", "leave_timeout", "ice_addresses")
+            if (value := getattr(args, key)) is not None
+        }
+        return ControlPlaneSettings(**overrides)
 
     def run(self, args: argparse.Namespace) -> int:
         import uvicorn
@@ -42,12 +66,22 @@ class ServeCommand:
         from api.app import create_app
         from api.launcher import LocalProcessLauncher
 
+        settings = self.settings(args)
+        # The workers log at the level the control plane was given.
+        env = {"CALLBOT_LOG_LEVEL": args.log_level} if args.log_level else None
         app = create_app(
-            LocalProcessLauncher(leave_timeout=args.leave_timeout),
-            max_bots=args.max_bots,
+            LocalProcessLauncher(leave_timeout=settings.leave_timeout, env=env),
+            max_bots=settings.max_bots,
+            ice_addresses=settings.ice_addresses,
+        )
+        logger.info(
+            "control plane on %s:%d, bots' ICE on %s",
+            settings.host,
+            settings.port,
+            ", ".join(settings.ice_addresses),
         )
         # log_config=None keeps the CLI's logging setup for uvicorn's loggers.
-        uvicorn.run(app, host=args.host, port=args.port, log_config=None)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
         return 0
 
 
@@ -74,10 +108,12 @@ class DemoCommand:
     def run(self, args: argparse.Namespace) -> int:
         from api.demo import run_demo
 
-        if args.log_level is None:
-            # Keep the progress lines readable unless asked for logs.
-            logging.getLogger().setLevel(logging.WARNING)
-        summary = asyncio.run(run_demo(duration=args.duration, as_json=args.json))
+        # Keep the progress lines readable unless asked for logs.
+        level = args.log_level or "WARNING"
+        logging.getLogger().setLevel(level)
+        summary = asyncio.run(
+            run_demo(duration=args.duration, as_json=args.json, log_level=level)
+        )
         return 0 if summary["ok"] else 1
 
 

@@ -171,7 +171,9 @@ async def _snapshot(client: httpx.AsyncClient, ids: list[str]) -> list[dict[str,
     return bots
 
 
-async def run_demo(*, duration: float = 10.0, as_json: bool = False) -> dict[str, Any]:
+async def run_demo(
+    *, duration: float = 10.0, as_json: bool = False, log_level: str = "WARNING"
+) -> dict[str, Any]:
     """Run the whole demo and return its summary (printed as it goes)."""
     from callbot.server.app import ReferenceServer
     from callbot.server.settings import ServerSettings
@@ -181,7 +183,9 @@ async def run_demo(*, duration: float = 10.0, as_json: bool = False) -> dict[str
     try:
         print(f"reference server on {server.url}", flush=True)
         async with (
-            control_plane(LocalProcessLauncher()) as base_url,
+            control_plane(
+                LocalProcessLauncher(env={"CALLBOT_LOG_LEVEL": log_level})
+            ) as base_url,
             httpx.AsyncClient(base_url=base_url, timeout=10.0) as client,
         ):
             print(f"control plane on {base_url}", flush=True)

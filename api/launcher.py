@@ -7,10 +7,11 @@ import contextlib
 import importlib.util
 import json
 import logging
+import os
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 from api.record import BotRecord
@@ -84,6 +85,7 @@ class LocalProcessLauncher(Launcher):
         command: Sequence[str] | None = None,
         leave_timeout: float = 10.0,
         stderr: int | IO[Any] | None = None,
+        env: Mapping[str, str] | None = None,
         clock: Clock = time.time,
     ) -> None:
         """
@@ -92,6 +94,8 @@ class LocalProcessLauncher(Launcher):
             leave_timeout: seconds a worker gets to exit after a leave before
                 it is killed.
             stderr: where the workers' logs go; inherited by default.
+            env: variables added to the workers' environment, for example
+                ``CALLBOT_LOG_LEVEL``.
         """
         self._command = (
             list(command)
@@ -100,6 +104,7 @@ class LocalProcessLauncher(Launcher):
         )
         self._leave_timeout = leave_timeout
         self._stderr = stderr
+        self._env = dict(os.environ, **env) if env else None
         self._clock = clock
         self._workers: dict[str, _Worker] = {}
         self._closing = False
@@ -121,6 +126,7 @@ class LocalProcessLauncher(Launcher):
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=self._stderr,
+                env=self._env,
                 limit=_LINE_LIMIT,
             )
         except OSError as exc:

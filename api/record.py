@@ -55,12 +55,14 @@ class BotRecord:
         user_id: str,
         display_name: str | None,
         now: float,
+        ice_addresses: list[str] | None = None,
     ) -> None:
         self.bot_id = bot_id
         self.server_url = server_url
         self.room_id = room_id
         self.user_id = user_id
         self.display_name = display_name
+        self.ice_addresses = ice_addresses
         self.status: BotStatus = "starting"
         self.reason: str | None = None
         self.endpoint_id: str | None = None
@@ -97,13 +99,16 @@ class BotRecord:
 
     def worker_config(self) -> dict[str, Any]:
         """The configuration line the worker reads on stdin."""
-        return {
+        config: dict[str, Any] = {
             "bot_id": self.bot_id,
             "server_url": self.server_url,
             "room_id": self.room_id,
             "user_id": self.user_id,
             "display_name": self.display_name,
         }
+        if self.ice_addresses is not None:
+            config["ice_addresses"] = list(self.ice_addresses)
+        return config
 
     def feed_line(self, line: bytes | str, now: float) -> None:
         """Apply one line of the worker's stdout."""

@@ -13,6 +13,7 @@ import contextlib
 import importlib.metadata
 import inspect
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ ENTRY_POINT_GROUP = "callbot.commands"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_LOG_LEVEL = "INFO"
+LOG_LEVEL_VARIABLE = "CALLBOT_LOG_LEVEL"
 
 
 @runtime_checkable
@@ -219,7 +221,10 @@ def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
         default=None,
         type=str.upper,
         choices=LOG_LEVELS,
-        help="logging level (default: INFO; the demo: WARNING); logs go to stderr",
+        help=(
+            "logging level (default: $CALLBOT_LOG_LEVEL, else INFO; the demo:"
+            " WARNING); logs go to stderr"
+        ),
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
@@ -256,6 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``callbot`` console script."""
     parser = build_parser(all_commands())
     args = parser.parse_args(argv)
+    if args.log_level is None and os.environ.get(LOG_LEVEL_VARIABLE):
+        args.log_level = os.environ[LOG_LEVEL_VARIABLE].upper()
+        if args.log_level not in LOG_LEVELS:
+            parser.error(f"{LOG_LEVEL_VARIABLE} must be one of {', '.join(LOG_LEVELS)}")
     setup_logging(args.log_level or DEFAULT_LOG_LEVEL)
     command: Command = args.handler
     return command.run(args)

@@ -81,6 +81,18 @@ async def test_post_starts_a_bot_and_answers_201_with_its_id(
     }
 
 
+async def test_the_control_planes_ice_addresses_reach_the_worker(
+    launcher: FakeLauncher,
+) -> None:
+    app = create_app(launcher, ice_addresses=["10.1.2.3"])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://cp") as c:
+        assert (await create(c, user_id="bot-1")).status_code == 201
+
+    [record] = launcher.started
+    assert record.worker_config()["ice_addresses"] == ["10.1.2.3"]
+
+
 async def test_a_missing_user_id_is_generated(
     client: httpx.AsyncClient, launcher: FakeLauncher
 ) -> None:

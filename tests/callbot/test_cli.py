@@ -200,3 +200,26 @@ def test_the_run_summary_names_status_peers_and_media() -> None:
         "  received video from bot-2: 290 frames 870 packets 640x480",
         "  received audio from bot-2: 490 frames 490 packets 9.8 s",
     ]
+
+
+def test_the_log_level_can_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[str | None] = []
+
+    class Probe(EchoCommand):
+        def run(self, args: argparse.Namespace) -> int:
+            seen.append(args.log_level)
+            return 0
+
+    monkeypatch.setattr(cli, "discover_commands", lambda: [Probe()])
+    monkeypatch.setenv("CALLBOT_LOG_LEVEL", "warning")
+    assert cli.main(["echo"]) == 0
+    assert cli.main(["--log-level", "ERROR", "echo"]) == 0
+    assert seen == ["WARNING", "ERROR"]
+
+    monkeypatch.setenv("CALLBOT_LOG_LEVEL", "chatty")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["echo"])
+    assert exited.value.code == 2
+    assert "CALLBOT_LOG_LEVEL must be one of" in capsys.readouterr().err
