@@ -96,7 +96,7 @@ class Socket:
         self._ws: ClientConnection | None = None
         self._outbox: asyncio.Queue[str | None] | None = None
         self._writer: asyncio.Task[None] | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._readers: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -152,9 +152,7 @@ class Socket:
         if ws is not None:
             await self._detach(ws, drain=True)
             await ws.close()
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
-            self._reader = None
+        await asyncio.gather(*self._readers, return_exceptions=True)
         logger.info("closed %s", self._log_url)
 
     # connection
@@ -176,7 +174,9 @@ class Socket:
         outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._outbox = outbox
         self._writer = asyncio.create_task(self._write(ws, outbox))
-        self._reader = asyncio.create_task(self._read(ws))
+        reader = asyncio.create_task(self._read(ws))
+        self._readers.add(reader)
+        reader.add_done_callback(self._readers.discard)
         self._core.opened(self._now())
         self._flush()
 
@@ -209,8 +209,11 @@ class Socket:
         try:
             async for data in ws:
                 logger.debug("< %s", data)
-                self._core.receive(data, self._now())
-                self._flush()
+                try:
+                    self._core.receive(data, self._now())
+                    self._flush()
+                except Exception:
+                    logger.exception("failed to handle < %s", data)
         except ConnectionClosed:
             pass
         if self._ws is not ws:
@@ -270,8 +273,11 @@ class Socket:
                     await self._wake.wait()
             except TimeoutError:
                 pass
-            self._core.tick(self._now())
-            self._flush()
+            try:
+                self._core.tick(self._now())
+                self._flush()
+            except Exception:
+                logger.exception("timer step failed on %s", self._log_url)
 
     def _flush(self) -> None:
         """Write the core's frames and hand its events to their owners."""
@@ -452,12 +458,14 @@ class Channel:
         """Leave; returns when the server confirmed or the timeout passed."""
         if self.core.state is ChannelState.CLOSED:
             return
-        socket = self._socket
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._leave_waiter = waiter
-        socket._core.leave(self.core, socket._now(), timeout)
-        socket._flush()
-        await waiter
+        waiter = self._leave_waiter
+        if waiter is None or waiter.done():
+            socket = self._socket
+            waiter = asyncio.get_running_loop().create_future()
+            self._leave_waiter = waiter
+            socket._core.leave(self.core, socket._now(), timeout)
+            socket._flush()
+        await asyncio.shield(waiter)
 
     def _handle(
         self, event: ServerPush | Joined | ChannelErrored | ChannelClosed

@@ -349,3 +349,25 @@ async def test_connect_to_nothing_raises_socket_closed() -> None:
     sock = Socket(f"ws://127.0.0.1:{port}/socket")
     with pytest.raises(SocketClosed):
         await sock.connect()
+
+
+async def test_leave_sends_phx_leave_and_closes(phx: PhoenixServer) -> None:
+    sock = fast_socket(phx.url)
+    await sock.connect()
+    try:
+        channel = sock.channel("room:a", PARAMS)
+        states = record_states(channel)
+        await channel.join()
+        join_ref = channel.join_ref
+
+        await asyncio.gather(channel.leave(), channel.leave())
+        leave = phx.received[-1]
+        assert (leave.event, leave.join_ref) == ("phx_leave", join_ref)
+        assert channel.state is ChannelState.CLOSED
+        assert states[-1] == (ChannelState.CLOSED, {"reason": "left"})
+
+        # A closed channel object can join again, as a new instance.
+        await channel.join()
+        assert channel.join_ref != join_ref
+    finally:
+        await sock.close()
