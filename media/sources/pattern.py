@@ -14,6 +14,9 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from numpy.typing import NDArray
 
+# Draws onto a frame's BGR image in place, given the frame's wall-clock time.
+FrameHook = Callable[[NDArray[np.uint8], float], None]
+
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 
@@ -95,16 +98,22 @@ class PatternTrack(MediaStreamTrack):
         fps: int = 30,
         *,
         clock: Callable[[], float] = time.monotonic,
+        overlay: FrameHook | None = None,
     ) -> None:
         super().__init__()
         self.renderer = PatternRenderer(name, width, height)
+        # Runs in the worker thread after the pattern, before the encoder.
+        self.overlay = overlay
         self.fps = fps
         self.frames = 0
         self._clock = clock
         self._start: float | None = None
 
     def _frame(self, index: int) -> av.VideoFrame:
-        image = self.renderer.render(index, time.time())
+        wall_clock = time.time()
+        image = self.renderer.render(index, wall_clock)
+        if self.overlay is not None:
+            self.overlay(image, wall_clock)
         yuv = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
         return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
 

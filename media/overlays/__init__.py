@@ -1,0 +1,1 @@
+"""Sensor overlays drawn into outgoing video: badges, waveform strips, labels."""
