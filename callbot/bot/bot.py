@@ -11,6 +11,8 @@ sends ``join_call`` again with a new peer connection; after its own
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 import time
@@ -22,6 +24,7 @@ from aiortc import MediaStreamTrack, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError
 
 from callbot.bot.config import BotConfig
+from callbot.bot.plugin import PluginContext, PluginHost, RemoteTrack, RemoteTrackInfo
 from callbot.bot.stats import BotStats, InboundTrackStats, OutboundTrackStats
 from callbot.call import events as ev
 from callbot.call.session import CallSession
@@ -132,6 +135,14 @@ class Bot:
         self.reason: str | None = None
         self._on_report = on_report
         self._stats = BotStats()
+        self.plugins = PluginHost(
+            config.plugins,
+            PluginContext(
+                self.bot_id, config.room_id, self.user_id, self.log, self._report
+            ),
+            on_essential_failure=self._plugin_failed,
+        )
+        self._plugin_failure: str | None = None
         self._policy = IceAddressPolicy(config.ice_addresses)
         self._socket: Socket | None = None
         self._session: CallSession | None = None
@@ -166,6 +177,7 @@ class Bot:
         if self._leaving:
             self._leave_requested.set()
         install_ice_policy(self._policy)
+        self.plugins.start()
         driver = asyncio.create_task(self._drive(), name=f"bot {self.bot_id}")
         stats = asyncio.create_task(self._report_stats(), name=f"stats {self.bot_id}")
         stop = asyncio.create_task(self._leave_requested.wait())
@@ -182,6 +194,7 @@ class Bot:
             with contextlib.suppress(asyncio.CancelledError):
                 await driver
             if failed:
+                await self.plugins.close()
                 await self._close_socket()
             else:
                 await self._shutdown()
@@ -308,6 +321,7 @@ class Bot:
             others,
         )
         self._report({"type": "joined", "endpoint_id": reply.endpoint_id})
+        self.plugins.emit("on_joined", reply.endpoint_id)
         self._set_status("in_call")
         metadata = {"displayName": self.name, "name": self.name}
         await self._execute(call, call.negotiation.connect(metadata))
@@ -321,6 +335,7 @@ class Bot:
             task.cancel()
         for stats in call.tracks.values():
             stats.ended = True
+        self.plugins.tracks_ended()
         for source in call.sources.values():
             source.stop()
         if call.peer is not None:
@@ -342,9 +357,14 @@ class Bot:
             with contextlib.suppress(CallbotError, TimeoutError):
                 await asyncio.wait_for(session.leave(0.5), 0.6)
         await self._end_call("left")
+        # Recordings and other outputs are final before the bot reports left.
+        await self.plugins.close()
         await self._close_socket()
         self.log.info("left the call")
-        self._set_status("left")
+        if self._plugin_failure is not None:
+            self._set_status("failed", self._plugin_failure)
+        else:
+            self._set_status("left")
 
     async def _close_socket(self) -> None:
         if self._socket is not None:
@@ -377,6 +397,8 @@ class Bot:
         if isinstance(event, ev.MediaEvent):
             self._inputs.put_nowait(_MediaEvent(event.data, generation))
             return
+        if self.plugins:
+            self._emit_to_plugins(event)
 
         if event.event in REPORTED_EVENTS:
             report: dict[str, Any] = {"type": "event", "event": event.event}
@@ -402,6 +424,42 @@ class Bot:
             self.log.info("tier changed to %s", event.tier)
         elif isinstance(event, ev.QualityTierRequest):
             self.log.info("quality tier request for %s ignored", event.target_user_id)
+
+    def _emit_to_plugins(self, event: ev.CallEvent) -> None:
+        plugins = self.plugins
+        if isinstance(event, ev.ParticipantJoined) and event.user_id != self.user_id:
+            info = event.user_info if isinstance(event.user_info, dict) else {}
+            name = info.get("displayName") or info.get("name")
+            plugins.emit(
+                "on_participant_joined",
+                event.user_id,
+                event.endpoint_id,
+                name if isinstance(name, str) else None,
+            )
+        elif isinstance(event, ev.ParticipantLeft) and event.user_id != self.user_id:
+            plugins.participant_left(event.user_id)
+            plugins.emit("on_participant_left", event.user_id, event.crashed)
+        elif isinstance(event, ev.TierChanged):
+            plugins.emit("on_tier_changed", event.user_id, event.tier)
+        elif isinstance(event, ev.ParticipantSpeaking):
+            plugins.emit("on_speaking", event.user_id, bool(event.speaking))
+        elif isinstance(event, ev.VideoSnapshot) and isinstance(event.data, str):
+            try:
+                jpeg = base64.b64decode(event.data, validate=True)
+            except (binascii.Error, ValueError):
+                self.log.warning("snapshot of %s is not base64, ignored", event.user_id)
+                return
+            sent = event.timestamp
+            sent_at = sent / 1000 if isinstance(sent, int | float) else time.time()
+            width = event.width if isinstance(event.width, int) else 0
+            height = event.height if isinstance(event.height, int) else 0
+            plugins.emit("on_snapshot", event.user_id, jpeg, width, height, sent_at)
+
+    def _plugin_failed(self, reason: str) -> None:
+        if self._plugin_failure is None:
+            self._plugin_failure = reason
+            self.log.error("essential %s; leaving", reason)
+            self.leave()
 
     # ------------------------------------------------------------ media events
 
@@ -455,6 +513,7 @@ class Bot:
                 stats = call.tracks.get(action.track.track_id)
                 if stats is not None:
                     stats.ended = True
+                self.plugins.track_ended(action.track.track_id)
                 self.log.info(
                     "track %s of %s ended", action.track.track_id, action.track.user_id
                 )
@@ -530,11 +589,29 @@ class Bot:
             )
         call.tracks[stats.track_id] = stats
 
+        handle: RemoteTrack | None = None
+
         def count_bytes(frame: EncodedFrame) -> None:
             stats.bytes += len(frame.data)
+            if handle is not None:
+                handle.deliver_encoded(frame)
 
         tap = ReceiverTap(transceiver.receiver, count_bytes)
         tap.set_decoding(True)
+        if self.plugins:
+            info = RemoteTrackInfo(
+                stats.track_id,
+                track.kind,
+                remote.endpoint_id if remote is not None else None,
+                remote.user_id if remote is not None else None,
+                transceiver.mid,
+            )
+            handle = RemoteTrack(
+                info,
+                request_keyframe=tap.request_keyframe,
+                set_decoding=tap.set_decoding,
+            )
+            self.plugins.track_added(handle)
         call.receivers.append((transceiver, stats))
         call.consumers.append(
             asyncio.create_task(self._consume(track, stats, tap), name=stats.track_id)
@@ -546,6 +623,7 @@ class Bot:
         try:
             while not stats.ended:
                 frame = await track.recv()
+                self.plugins.deliver_decoded(stats.track_id, frame)
                 if track.kind == "video":
                     stats.count_video(frame.width, frame.height)  # type: ignore[union-attr]
                 else:

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PluginSpec(BaseModel):
+    """One plugin the bot runs: its entry-point name and its config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    config: dict[str, Any] = Field(default_factory=dict)
+    essential: bool | None = None  # None: the plugin's own default
 
 
 class BotConfig(BaseModel):
@@ -25,6 +36,7 @@ class BotConfig(BaseModel):
     # request_quality_tier crashes the other participants' channels on the
     # real server; only for the reference server's switch.
     allow_quality_tier_requests: bool = False
+    plugins: list[PluginSpec] = Field(default_factory=list)
 
     def resolved_user_id(self) -> str:
         return self.user_id or f"bot-{uuid.uuid4().hex[:8]}"

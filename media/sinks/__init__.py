@@ -1,0 +1,1 @@
+"""Sinks: where received media goes (recordings)."""
