@@ -21,7 +21,7 @@ import importlib.metadata
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -229,8 +229,15 @@ def available_plugins() -> dict[str, importlib.metadata.EntryPoint]:
     return {entry_point.name: entry_point for entry_point in found}
 
 
-def load_plugin_class(name: str) -> type[Plugin]:
-    """The plugin class registered as ``name``; PluginError if there is none."""
+def load_plugin_class(
+    name: str, registry: Mapping[str, type[Plugin]] | None = None
+) -> type[Plugin]:
+    """The plugin class registered as ``name``; PluginError if there is none.
+
+    ``registry`` (plugins given in code, by name) is looked up first.
+    """
+    if registry is not None and name in registry:
+        return registry[name]
     entry_point = available_plugins().get(name)
     if entry_point is None:
         known = ", ".join(sorted(available_plugins())) or "none"
@@ -244,9 +251,11 @@ def load_plugin_class(name: str) -> type[Plugin]:
     return loaded
 
 
-def validate_spec(spec: PluginSpec) -> tuple[type[Plugin], PluginConfig]:
+def validate_spec(
+    spec: PluginSpec, registry: Mapping[str, type[Plugin]] | None = None
+) -> tuple[type[Plugin], PluginConfig]:
     """The plugin class and its validated config; PluginError if either fails."""
-    cls = load_plugin_class(spec.name)
+    cls = load_plugin_class(spec.name, registry)
     try:
         config = cls.config_model.model_validate(spec.config)
     except ValidationError as exc:
@@ -258,10 +267,12 @@ def validate_spec(spec: PluginSpec) -> tuple[type[Plugin], PluginConfig]:
     return cls, config
 
 
-def validate_specs(specs: Sequence[PluginSpec]) -> None:
+def validate_specs(
+    specs: Sequence[PluginSpec], registry: Mapping[str, type[Plugin]] | None = None
+) -> None:
     """Check every spec at once (for POST /bots and ``callbot run``)."""
     for spec in specs:
-        validate_spec(spec)
+        validate_spec(spec, registry)
 
 
 def parse_config_pairs(pairs: Sequence[str]) -> dict[str, Any]:
@@ -310,6 +321,7 @@ class PluginHost:
     Args:
         on_essential_failure: called with a reason once an essential plugin
             fails; the bot then leaves.
+        registry: plugin classes by name, looked up before the entry points.
     """
 
     def __init__(
@@ -318,6 +330,7 @@ class PluginHost:
         context: PluginContext,
         *,
         on_essential_failure: Callable[[str], None] | None = None,
+        registry: Mapping[str, type[Plugin]] | None = None,
     ) -> None:
         self.context = context
         self._on_essential_failure = on_essential_failure
@@ -325,7 +338,7 @@ class PluginHost:
         self._tracks: dict[str, RemoteTrack] = {}
         self._closed = False
         for spec in specs:
-            cls, config = validate_spec(spec)
+            cls, config = validate_spec(spec, registry)
             essential = cls.essential if spec.essential is None else spec.essential
             plugin = cls(config, context)
             self._plugins.append(_Loaded(plugin, essential))
