@@ -23,7 +23,10 @@ from callbot.server.call_server import (
 from callbot.server.calls import Calls
 from callbot.server.clock import Clock, ManualClock, SystemClock
 from callbot.server.pubsub import PubSub
+from callbot.server.room_channel import room_channel_factory
 from callbot.server.rooms import RoomStore
+from callbot.server.sensor_channel import sensor_channel_factory
+from callbot.server.sensors import AttentionLevel, SensorRegistry
 from callbot.server.settings import ServerSettings
 from callbot.server.socket import (
     TopicRouter,
@@ -31,6 +34,7 @@ from callbot.server.socket import (
     check_upgrade,
     socket_params,
 )
+from callbot.server.viewer_channel import viewer_channel_factory
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,13 @@ class ReferenceServer:
         self.router.route(
             TOPIC_PREFIX, call_channel_factory(self.settings, self.rooms, self.calls)
         )
+        self.sensors = SensorRegistry(self.settings, self.clock, self.pubsub)
+        self.router.route("sensocto:sensor:", sensor_channel_factory(self.sensors))
+        self.router.route(
+            "viewer:",
+            viewer_channel_factory(self.sensors, lambda: self.settings.delta_encoding),
+        )
+        self.router.route("room:", room_channel_factory(self.sensors, self.rooms))
         self.port = self.settings.port
         self.admin_port: int | None = None
         self._server: Server | None = None
@@ -159,6 +170,31 @@ class ReferenceServer:
             raise LookupError(f"no call in room {room_id}")
         call.set_adaptive_quality(enabled)
 
+    def set_sensor_attention(self, sensor_id: str, level: AttentionLevel) -> None:
+        """Viewers' attention on a sensor; its channels get a new config."""
+        self.sensors.set_attention(sensor_id, level)
+
+    def set_system_load(self, level: str) -> None:
+        """normal / elevated / high / critical, for every sensor."""
+        self.sensors.set_system_load(level)
+
+    def set_memory_protection(self, active: bool) -> None:
+        self.sensors.set_memory_protection(active)
+
+    def set_delta_encoding(self, enabled: bool) -> None:
+        """DELTA_ENCODING_ENABLED; applies to viewer channels joined later."""
+        self.settings.delta_encoding = enabled
+
+    def dev_mint_viewer_token(
+        self, sensor_ids: list[str], quality: str = "high"
+    ) -> str:
+        """Development only: a ``viewer:data`` token for these sensors."""
+        return self.sensors.dev_mint_viewer_token(sensor_ids, quality)
+
+    def dev_mint_bearer_token(self, user_id: str) -> str:
+        """Development only: a sensor channel ``bearer_token``."""
+        return self.sensors.dev_mint_bearer_token(user_id)
+
     def advance_clock(self, ms: int) -> None:
         if not isinstance(self.clock, ManualClock):
             raise TypeError("the server runs on the system clock")
@@ -184,6 +220,7 @@ class ReferenceServer:
             strict_join_ref=self.settings.strict_join_ref,
             idle_timeout_ms=self.settings.idle_timeout_ms,
         )
+        user_socket.params = params.params
         self._sockets.add(user_socket)
         try:
             await user_socket.run()
@@ -201,6 +238,15 @@ class AdvanceBody(BaseModel):
 
 class AdaptiveBody(BaseModel):
     enabled: bool
+
+
+class LevelBody(BaseModel):
+    level: str
+
+
+class ViewerTokenBody(BaseModel):
+    sensor_ids: list[str]
+    quality: str = "high"
 
 
 def admin_app(server: ReferenceServer) -> FastAPI:
@@ -250,6 +296,35 @@ def admin_app(server: ReferenceServer) -> FastAPI:
         except LookupError as exc:
             raise lookup(exc) from exc
         return {"enabled": body.enabled}
+
+    @app.post("/sensors/{sensor_id}/attention")
+    async def attention(sensor_id: str, body: LevelBody) -> dict[str, Any]:
+        try:
+            server.sensors.set_attention(sensor_id, body.level)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return server.sensors.config_for(sensor_id)
+
+    @app.post("/system_load")
+    async def system_load(body: LevelBody) -> dict[str, Any]:
+        try:
+            server.set_system_load(body.level)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return {"system_load": body.level}
+
+    @app.post("/memory_protection")
+    async def memory_protection(body: AdaptiveBody) -> dict[str, Any]:
+        server.set_memory_protection(body.enabled)
+        return {"memory_protection_active": body.enabled}
+
+    @app.post("/dev/viewer_tokens")
+    async def viewer_token(body: ViewerTokenBody) -> dict[str, Any]:
+        try:
+            token = server.dev_mint_viewer_token(body.sensor_ids, body.quality)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return {"token": token}
 
     @app.get("/candidates")
     async def candidates() -> dict[str, Any]:

@@ -37,6 +37,12 @@ class ServerSettings(BaseModel):
     quality_tier_request_crashes: bool = True
     integer_foundations_only: bool = True
 
+    # Sensor streams: DELTA_ENCODING_ENABLED (default off), the dev config's
+    # allow_missing_token, and Phoenix.Token's max_age for viewer tokens.
+    delta_encoding: bool = False
+    allow_missing_token: bool = True
+    viewer_token_max_age_s: int = 3600
+
     channel_join_limit: int = 20
     call_limit: int = 100
 

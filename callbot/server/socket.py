@@ -230,6 +230,8 @@ class UserSocket:
         self.strict_join_ref = strict_join_ref
         self.idle_timeout_ms = idle_timeout_ms
         self.channels: dict[str, Channel] = {}
+        # The connect params (``token`` names the socket's user).
+        self.params: dict[str, str] = {}
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._idle: Timer | None = None
         self._closing: asyncio.Task[None] | None = None
