@@ -301,7 +301,7 @@ class LoudnessSpeakingDetector:
         self._window = 256
         self._recent = np.zeros(0, dtype=np.float64)
         self._samples = 0
-        self._next_eval = interval
+        self._evals = 1  # index of the next evaluation
         self._start_timer: float | None = None
         self._stop_timer: float | None = None
 
@@ -320,16 +320,17 @@ class LoudnessSpeakingDetector:
         for_eval = np.concatenate([self._recent, data])
         offset = len(self._recent)
         while True:
-            boundary = round(self._next_eval * sample_rate) - base
+            at = self._evals * self.interval
+            boundary = round(at * sample_rate) - base
             if boundary > len(data):
                 break
             upto = offset + boundary
             window = for_eval[max(0, upto - self._window) : upto]
             level = float(np.sqrt(np.mean(window**2))) if len(window) else 0.0
-            change = self.evaluate(level, self._next_eval)
+            change = self.evaluate(level, at)
             if change is not None:
                 changes.append(change)
-            self._next_eval += self.interval
+            self._evals += 1
         self._samples += len(data)
         self._recent = for_eval[-self._window :]
         return changes
