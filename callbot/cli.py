@@ -106,11 +106,38 @@ class RunCommand:
             metavar="SECONDS",
             help="leave after this many seconds (default: until Ctrl-C)",
         )
+        parser.add_argument(
+            "--plugin",
+            dest="plugins",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="run this plugin (repeatable), e.g. recorder",
+        )
+        parser.add_argument(
+            "--plugin-config",
+            dest="plugin_config",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=(
+                "a config value of the plugin named last before it (repeatable;"
+                " values are JSON where they parse, else strings)"
+            ),
+        )
 
     def run(self, args: argparse.Namespace) -> int:
-        return asyncio.run(self._run(args))
+        from callbot.bot.plugin import PluginError
 
-    async def _run(self, args: argparse.Namespace) -> int:
+        try:
+            argv = getattr(args, "argv", None)
+            plugins = plugin_specs(sys.argv[1:] if argv is None else argv)
+        except PluginError as exc:
+            print(f"callbot run: {exc}", file=sys.stderr)
+            return 2
+        return asyncio.run(self._run(args, plugins))
+
+    async def _run(self, args: argparse.Namespace, plugins: list[Any]) -> int:
         from callbot.bot.bot import Bot
         from callbot.bot.config import BotConfig
 
@@ -120,6 +147,7 @@ class RunCommand:
             user_id=args.user_id,
             display_name=args.name,
             duration=args.duration,
+            plugins=plugins,
         )
         bot = Bot(config)
 
@@ -150,6 +178,39 @@ class RunCommand:
 
         print(format_summary(bot.status, bot.stats()))
         return 0 if bot.status == "left" else 1
+
+
+def plugin_specs(argv: Sequence[str]) -> list[Any]:
+    """The plugins of ``--plugin``/``--plugin-config`` in order, validated.
+
+    Each ``--plugin-config`` belongs to the ``--plugin`` before it. Raises
+    PluginError for an unknown plugin, a config without a plugin, or a config
+    the plugin refuses.
+    """
+    from callbot.bot.config import PluginSpec
+    from callbot.bot.plugin import PluginError, parse_config_pairs, validate_specs
+
+    names: list[str] = []
+    pairs: list[list[str]] = []
+    words = list(argv)
+    for i, word in enumerate(words):
+        option, sep, inline = word.partition("=")
+        if option not in ("--plugin", "--plugin-config"):
+            continue
+        value = inline if sep else (words[i + 1] if i + 1 < len(words) else "")
+        if option == "--plugin":
+            names.append(value)
+            pairs.append([])
+        elif not names:
+            raise PluginError("--plugin-config must follow the --plugin it configures")
+        else:
+            pairs[-1].append(value)
+    specs = [
+        PluginSpec(name=name, config=parse_config_pairs(p))
+        for name, p in zip(names, pairs, strict=True)
+    ]
+    validate_specs(specs)
+    return specs
 
 
 def format_summary(status: str, stats: dict[str, Any]) -> str:
@@ -261,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``callbot`` console script."""
     parser = build_parser(all_commands())
     args = parser.parse_args(argv)
+    args.argv = None if argv is None else list(argv)
     if args.log_level is None and os.environ.get(LOG_LEVEL_VARIABLE):
         args.log_level = os.environ[LOG_LEVEL_VARIABLE].upper()
         if args.log_level not in LOG_LEVELS:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from callbot.bot.bot import Bot
 from callbot.bot.config import BotConfig
+from callbot.bot.plugin import PluginError
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,11 @@ async def run_worker(stdin: TextIO, stdout: TextIO) -> int:
         writer({"type": "status", "status": "failed", "reason": f"bad config: {exc}"})
         return 2
 
-    bot = Bot(config, on_report=writer, bot_id=bot_id)
+    try:
+        bot = Bot(config, on_report=writer, bot_id=bot_id)
+    except PluginError as exc:
+        writer({"type": "status", "status": "failed", "reason": f"bad config: {exc}"})
+        return 2
     loop = asyncio.get_running_loop()
     reader = threading.Thread(
         target=_read_commands, args=(bot, loop, stdin), name="commands", daemon=True

@@ -223,3 +223,45 @@ def test_the_log_level_can_come_from_the_environment(
         cli.main(["echo"])
     assert exited.value.code == 2
     assert "CALLBOT_LOG_LEVEL must be one of" in capsys.readouterr().err
+
+
+def test_run_plugins_with_their_config_in_order() -> None:
+    from callbot.cli import plugin_specs
+
+    specs = plugin_specs(
+        [
+            "run",
+            "--room",
+            "lobby",
+            "--plugin",
+            "recorder",
+            "--plugin-config",
+            "directory=/tmp/rec",
+            "--plugin-config=flush_interval=0.5",
+        ]
+    )
+    assert [(s.name, s.config) for s in specs] == [
+        ("recorder", {"directory": "/tmp/rec", "flush_interval": 0.5})
+    ]
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["--plugin", "nope"], "unknown plugin 'nope'"),
+        (
+            ["--plugin", "recorder", "--plugin-config", "flush_interval=9"],
+            "plugin 'recorder': bad config: flush_interval",
+        ),
+        (["--plugin-config", "a=1"], "must follow the --plugin"),
+    ],
+)
+def test_run_refuses_bad_plugins_before_joining(
+    words: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from callbot.cli import main
+
+    argv = ["run", "--server", "ws://127.0.0.1:9/socket", "--room", "r"]
+    code = main([*argv, "--user-id", "u", *words])
+    assert code == 2
+    assert message in capsys.readouterr().err
