@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +37,18 @@ class BotConfig(BaseModel):
     # real server; only for the reference server's switch.
     allow_quality_tier_requests: bool = False
     plugins: list[PluginSpec] = Field(default_factory=list)
+    # Adaptive call behaviour (call-channel.md §5-6).
+    audio_file: str | None = None  # WAV/Ogg published (looped) instead of the tone
+    audio_file_loop: bool = True
+    attention: Literal["high", "medium", "low"] = "high"
+    tier_profile: Literal["browser", "server"] = "browser"
+    snapshots: bool = True  # send video_snapshot in the viewer tier
+    speaking_detector: Literal["vad", "loudness"] = "vad"
+    vad_aggressiveness: int = Field(default=3, ge=0, le=3)
+    speaking_onset_ms: int = Field(default=100, ge=10, le=5000)
+    speaking_release_ms: int = Field(default=500, ge=10, le=10000)
+    # Run the detector on received audio too (costs CPU per remote track).
+    detect_remote_speaking: bool = False
 
     def resolved_user_id(self) -> str:
         return self.user_id or f"bot-{uuid.uuid4().hex[:8]}"
