@@ -47,6 +47,8 @@ class PublishedVideoTrack(MediaStreamTrack):
     async def recv(self) -> av.VideoFrame:
         while True:
             frame = await self.source.recv()
+            if not isinstance(frame, av.VideoFrame):
+                raise TypeError(f"video source gave {type(frame).__name__}")
             self.latest = frame
             settings = self.settings
             if settings.paused or settings.fps <= 0:
@@ -120,6 +122,8 @@ class PublishedAudioTrack(MediaStreamTrack):
 
     async def recv(self) -> av.AudioFrame:
         frame = await self.source.recv()
+        if not isinstance(frame, av.AudioFrame):
+            raise TypeError(f"audio source gave {type(frame).__name__}")
         self.frames += 1
         listener = self.listener
         if listener is not None:
@@ -129,7 +133,7 @@ class PublishedAudioTrack(MediaStreamTrack):
                 # The call goes on without speaking detection.
                 logger.exception("published audio listener failed; detached")
                 self.listener = None
-        return frame  # type: ignore[no-any-return]
+        return frame
 
     def stop(self) -> None:
         self.source.stop()
