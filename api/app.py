@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.launcher import Launcher, LaunchError, LocalProcessLauncher
 from api.models import Bot, BotCreated, BotList, CreateBot, ErrorBody, Health
-from api.record import BotRecord
+from api.record import BotRecord, RecordEvent
+from api.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -66,25 +67,64 @@ def _error(description: str) -> dict[str, Any]:
 def create_app(
     launcher: Launcher | None = None,
     *,
+    store: Store | None = None,
+    own_store: bool = False,
     max_bots: int = 50,
     ice_addresses: list[str] | None = None,
+    keep_bots_on_shutdown: bool = False,
     clock: Clock = time.time,
 ) -> FastAPI:
     """Build the control-plane app around a launcher (local processes by default).
 
     Args:
+        store: where bots and events are kept; an in-memory SQLite database
+            when None (nothing survives the process).
+        own_store: close the store when the app shuts down.
         max_bots: how many bots may be running (not yet left or failed) at once.
         ice_addresses: the addresses every bot's ICE may use; the bot's
             default (loopback) when None.
+        keep_bots_on_shutdown: on shutdown, leave the bots running for the
+            next control plane instead of making them leave.
     """
     launcher = launcher if launcher is not None else LocalProcessLauncher()
+    own_store = own_store or store is None
+    db = store if store is not None else Store("sqlite://")
     bots: dict[str, BotRecord] = {}
+    listeners: list[Callable[[list[RecordEvent]], None]] = []
+
+    def publish(events: list[RecordEvent]) -> None:
+        if events:
+            for listener in listeners:
+                listener(events)
+
+    def persist(record: BotRecord) -> None:
+        if record.bot_id in bots:
+            publish(db.save(record))
+
+    launcher.on_change = persist
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        logger.info("shutting down: every bot leaves")
-        await launcher.close()
+        # Bots of an earlier control plane: keep their records, follow the
+        # running ones again.
+        for record in db.load_bots():
+            bots[record.bot_id] = record
+            if not record.terminal:
+                await launcher.reattach(record)
+        running = sum(1 for r in bots.values() if not r.terminal)
+        if running:
+            logger.info("following %d running bots of an earlier run", running)
+        try:
+            yield
+        finally:
+            if keep_bots_on_shutdown:
+                logger.info("shutting down: the bots keep running")
+                await launcher.detach()
+            else:
+                logger.info("shutting down: every bot leaves")
+                await launcher.close()
+            if own_store:
+                db.close()
 
     app = FastAPI(
         title="callbot control plane",
@@ -94,6 +134,8 @@ def create_app(
     )
     app.state.bots = bots
     app.state.launcher = launcher
+    app.state.store = db
+    app.state.event_listeners = listeners
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -158,12 +200,22 @@ def create_app(
             display_name=body.display_name,
             now=clock(),
             ice_addresses=ice_addresses,
+            options=(
+                {"plugins": [p.model_dump() for p in body.plugins]}
+                if body.plugins
+                else None
+            ),
         )
+        bots[bot_id] = record
+        first_events = db.add_bot(record)
         try:
             await launcher.start(record)
         except LaunchError as exc:
+            del bots[bot_id]
+            db.delete_bot(bot_id)
             raise ApiError(503, "launch_failed", str(exc), retryable=True) from exc
-        bots[bot_id] = record
+        publish(first_events)
+        persist(record)
         logger.info(
             "bot %s starting in room %s as %s",
             bot_id,
@@ -207,6 +259,7 @@ def create_app(
         record = find(bot_id)
         if not record.terminal:
             await launcher.leave(record)
+            persist(record)
         return record.view()
 
     @app.get("/health/live", response_model=Health, tags=["health"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from api.settings import ControlPlaneSettings
@@ -63,25 +63,24 @@ class ServeCommand:
     def run(self, args: argparse.Namespace) -> int:
         import uvicorn
 
-        from api.app import create_app
-        from api.launcher import LocalProcessLauncher
-
         settings = self.settings(args)
-        # The workers log at the level the control plane was given.
-        env = {"CALLBOT_LOG_LEVEL": args.log_level} if args.log_level else None
-        app = create_app(
-            LocalProcessLauncher(leave_timeout=settings.leave_timeout, env=env),
-            max_bots=settings.max_bots,
-            ice_addresses=settings.ice_addresses,
-        )
+        app = build_app(settings, log_level=args.log_level)
         logger.info(
-            "control plane on %s:%d, bots' ICE on %s",
+            "control plane on %s:%d, data in %s, bots' ICE on %s",
             settings.host,
             settings.port,
+            settings.data_dir,
             ", ".join(settings.ice_addresses),
         )
         # log_config=None keeps the CLI's logging setup for uvicorn's loggers.
-        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
+        # SIGTERM makes uvicorn stop accepting and run the app's drain.
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            timeout_graceful_shutdown=int(settings.drain_timeout),
+        )
         return 0
 
 
@@ -115,6 +114,32 @@ class DemoCommand:
             run_demo(duration=args.duration, as_json=args.json, log_level=level)
         )
         return 0 if summary["ok"] else 1
+
+
+def build_app(settings: ControlPlaneSettings, log_level: str | None = None) -> Any:
+    """The control plane of ``callbot serve``: store and bots under data_dir."""
+    from api.app import create_app
+    from api.launcher import LocalProcessLauncher
+    from api.store import Store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # The workers log at the level the control plane was given.
+    env = {"CALLBOT_LOG_LEVEL": log_level} if log_level else None
+    launcher = LocalProcessLauncher(
+        command=settings.worker_command,
+        leave_timeout=settings.leave_timeout,
+        env=env,
+        bots_dir=settings.data_dir / "bots",
+        heartbeat_timeout=settings.heartbeat_timeout,
+    )
+    return create_app(
+        launcher,
+        store=Store(settings.resolved_database_url()),
+        own_store=True,
+        max_bots=settings.max_bots,
+        ice_addresses=settings.ice_addresses,
+        keep_bots_on_shutdown=settings.keep_bots_on_shutdown,
+    )
 
 
 serve_command = ServeCommand()

@@ -1,29 +1,42 @@
-"""How the control plane runs bots: the launcher seam and its local processes."""
+"""How the control plane runs bots: the launcher seam and its local processes.
+
+Each local bot runs under a keeper (:mod:`api.keeper`), a small process in a
+session of its own that owns the worker's pipes and writes everything to the
+bot's directory (:mod:`api.botdir`). The launcher only reads those files and
+writes commands to the keeper's FIFO, so it can die and a new launcher can
+pick every running bot up again from the offsets the store saved.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import importlib.util
-import json
 import logging
 import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any
+from pathlib import Path
 
+from api import lifecycle
+from api.botdir import BotDir
 from api.record import BotRecord
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+ChangeListener = Callable[[BotRecord], None]
 
 WORKER_MODULE = "callbot.bot.worker"
+KEEPER_MODULE = "api.keeper"
 
-# Report lines are small; this only bounds a misbehaving worker.
-_LINE_LIMIT = 1 << 20
+# The worker logs kept with a crashed bot.
+LOG_TAIL_LINES = 20
 
 
 class LaunchError(Exception):
@@ -31,7 +44,13 @@ class LaunchError(Exception):
 
 
 class Launcher(ABC):
-    """Starts bots and asks them to leave; the bots' reports update their records."""
+    """Starts bots and asks them to leave; the bots' reports update their records.
+
+    ``on_change`` is told after every batch of changes to a record, so the
+    control plane can save it and send its events on.
+    """
+
+    on_change: ChangeListener | None = None
 
     @property
     @abstractmethod
@@ -50,30 +69,41 @@ class Launcher(ABC):
     async def close(self) -> None:
         """Make every bot leave and wait for them to be gone."""
 
+    async def reattach(self, record: BotRecord) -> None:
+        """Watch a bot a previous control plane started; fails it if it cannot."""
+        record.fail(
+            "the launcher cannot reach bots of an earlier control plane",
+            time.time(),
+            code=lifecycle.NOT_REATTACHED,
+        )
+        self._changed(record)
 
-class _Worker:
-    """One running worker process and the tasks that watch it."""
+    async def detach(self) -> None:
+        """Stop watching, leaving every bot running for the next control plane."""
+        await self.close()
 
-    def __init__(self, record: BotRecord, process: asyncio.subprocess.Process) -> None:
+    def _changed(self, record: BotRecord) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(record)
+            except Exception:
+                logger.exception("saving bot %s failed", record.bot_id)
+
+
+class _Watched:
+    """One bot the launcher watches through its directory."""
+
+    def __init__(self, record: BotRecord, bot_dir: BotDir, now: float) -> None:
         self.record = record
-        self.process = process
-        self.watcher: asyncio.Task[None] | None = None
-        self.deadline: asyncio.Task[None] | None = None
+        self.dir = bot_dir
+        self.last_report = now
+        self.last_keeper_check = now
+        self.leave_deadline: float | None = None
+        self.killed = False
+        self.task: asyncio.Task[None] | None = None
         self.log = logging.LoggerAdapter(
             logger, {"bot_id": record.bot_id, "room_id": record.room_id}
         )
-
-    async def send(self, message: dict[str, Any]) -> bool:
-        """Write one JSON line to the worker's stdin; False if it is gone."""
-        stdin = self.process.stdin
-        if stdin is None or stdin.is_closing():
-            return False
-        try:
-            stdin.write(json.dumps(message).encode() + b"\n")
-            await stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            return False
-        return True
 
 
 class LocalProcessLauncher(Launcher):
@@ -84,18 +114,25 @@ class LocalProcessLauncher(Launcher):
         *,
         command: Sequence[str] | None = None,
         leave_timeout: float = 10.0,
-        stderr: int | IO[Any] | None = None,
         env: Mapping[str, str] | None = None,
         clock: Clock = time.time,
+        bots_dir: Path | None = None,
+        heartbeat_timeout: float = 10.0,
+        start_timeout: float = 60.0,
+        poll_interval: float = 0.1,
     ) -> None:
         """
         Args:
             command: the worker's command line; the real worker by default.
             leave_timeout: seconds a worker gets to exit after a leave before
                 it is killed.
-            stderr: where the workers' logs go; inherited by default.
             env: variables added to the workers' environment, for example
                 ``CALLBOT_LOG_LEVEL``.
+            bots_dir: where the bots' directories go; a temporary directory
+                (removed on close) when None.
+            heartbeat_timeout: a bot silent this long is failed
+                (``heartbeat_lost``) and killed; it reports every second.
+            start_timeout: the same for a bot that has not reported yet.
         """
         self._command = (
             list(command)
@@ -103,10 +140,18 @@ class LocalProcessLauncher(Launcher):
             else [sys.executable, "-m", WORKER_MODULE]
         )
         self._leave_timeout = leave_timeout
-        self._stderr = stderr
         self._env = dict(os.environ, **env) if env else None
         self._clock = clock
-        self._workers: dict[str, _Worker] = {}
+        self._own_dir = bots_dir is None
+        self._bots_dir = (
+            bots_dir
+            if bots_dir is not None
+            else Path(tempfile.mkdtemp(prefix="callbot-bots-"))
+        )
+        self._heartbeat_timeout = heartbeat_timeout
+        self._start_timeout = start_timeout
+        self._poll = poll_interval
+        self._watched: dict[str, _Watched] = {}
         self._closing = False
 
     @property
@@ -117,91 +162,195 @@ class LocalProcessLauncher(Launcher):
             return importlib.util.find_spec(WORKER_MODULE) is not None
         return True
 
+    @property
+    def running(self) -> int:
+        return len(self._watched)
+
     async def start(self, record: BotRecord) -> None:
         if self._closing:
             raise LaunchError("the control plane is shutting down")
+        bot_dir = BotDir(self._bots_dir / record.bot_id)
+        bot_dir.create(record.worker_config())
         try:
-            process = await asyncio.create_subprocess_exec(
+            starter = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                KEEPER_MODULE,
+                str(bot_dir.path),
+                "--",
                 *self._command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=self._stderr,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
                 env=self._env,
-                limit=_LINE_LIMIT,
             )
+            await starter.wait()
         except OSError as exc:
-            raise LaunchError(f"cannot start the bot worker: {exc}") from exc
+            raise LaunchError(f"cannot start the bot keeper: {exc}") from exc
 
-        record.pid = process.pid
-        worker = _Worker(record, process)
-        self._workers[record.bot_id] = worker
-        worker.log.info("started worker pid %d", process.pid)
-        worker.watcher = asyncio.create_task(
-            self._watch(worker), name=f"watch-{record.bot_id}"
+        # The keeper writes the worker's pid, or why it could not start it.
+        deadline = time.monotonic() + 10.0
+        while (pid := bot_dir.read_pid(bot_dir.worker_pid)) is None:
+            ended = bot_dir.read_exit()
+            if ended is not None and "spawn_error" in ended:
+                shutil.rmtree(bot_dir.path, ignore_errors=True)
+                raise LaunchError(
+                    f"cannot start the bot worker: {ended['spawn_error']}"
+                )
+            if time.monotonic() > deadline:
+                raise LaunchError("the bot keeper did not start its worker in 10 s")
+            await asyncio.sleep(0.01)
+
+        record.pid = pid
+        record.keeper_pid = bot_dir.read_pid(bot_dir.keeper_pid)
+        record.state_dir = str(bot_dir.path)
+        watched = self._watch(record, bot_dir)
+        watched.log.info("started worker pid %d", pid)
+
+    async def reattach(self, record: BotRecord) -> None:
+        if record.state_dir is None or not Path(record.state_dir).is_dir():
+            await super().reattach(record)
+            return
+        watched = self._watch(record, BotDir(Path(record.state_dir)))
+        watched.log.info(
+            "reattached to worker pid %s at report offset %d",
+            record.pid,
+            record.report_offset,
         )
-        # A worker that dies before reading its config is seen by the watcher.
-        await worker.send(record.worker_config())
+        if record.status == "leaving":
+            await self.leave(record)
+
+    def _watch(self, record: BotRecord, bot_dir: BotDir) -> _Watched:
+        watched = _Watched(record, bot_dir, time.monotonic())
+        self._watched[record.bot_id] = watched
+        watched.task = asyncio.create_task(
+            self._follow(watched), name=f"follow-{record.bot_id}"
+        )
+        return watched
 
     async def leave(self, record: BotRecord) -> None:
         record.request_leave(self._clock())
-        worker = self._workers.get(record.bot_id)
-        if worker is None or worker.deadline is not None:
+        self._changed(record)
+        watched = self._watched.get(record.bot_id)
+        if watched is None:
             return
-        worker.log.info("asking the bot to leave")
-        await worker.send({"cmd": "leave"})
-        worker.deadline = asyncio.create_task(
-            self._kill_after_deadline(worker), name=f"deadline-{record.bot_id}"
-        )
+        if watched.leave_deadline is None:
+            watched.log.info("asking the bot to leave")
+            watched.leave_deadline = time.monotonic() + self._leave_timeout
+        watched.dir.send({"cmd": "leave"})
 
     async def close(self) -> None:
         self._closing = True
-        workers = list(self._workers.values())
-        for worker in workers:
-            await self.leave(worker.record)
-        watchers = [w.watcher for w in workers if w.watcher is not None]
-        if watchers:
-            # The deadline tasks kill stragglers; this only bounds the wait.
-            await asyncio.wait(watchers, timeout=self._leave_timeout + 5.0)
-        for worker in workers:
-            for task in (worker.watcher, worker.deadline):
-                if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+        watched = list(self._watched.values())
+        for w in watched:
+            await self.leave(w.record)
+        tasks = [w.task for w in watched if w.task is not None]
+        if tasks:
+            # The leave deadlines kill stragglers; this only bounds the wait.
+            await asyncio.wait(tasks, timeout=self._leave_timeout + 5.0)
+        await self._stop_following()
+        if self._own_dir:
+            shutil.rmtree(self._bots_dir, ignore_errors=True)
 
-    async def _watch(self, worker: _Worker) -> None:
-        process = worker.process
-        record = worker.record
-        assert process.stdout is not None
+    async def detach(self) -> None:
+        self._closing = True
+        logger.info("detaching from %d running bots", len(self._watched))
+        await self._stop_following()
+
+    async def _stop_following(self) -> None:
+        for w in list(self._watched.values()):
+            if w.task is not None and not w.task.done():
+                w.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await w.task
+        self._watched.clear()
+
+    async def _follow(self, w: _Watched) -> None:
         try:
-            while True:
-                try:
-                    line = await process.stdout.readline()
-                except ValueError:
-                    # A line over the limit: drop what was buffered and go on.
-                    record.feed_line(b"<line too long>", self._clock())
-                    continue
-                if not line:
-                    break
-                record.feed_line(line, self._clock())
-            returncode = await process.wait()
+            while not self._check(w):
+                await asyncio.sleep(self._poll)
         finally:
-            if process.stdin is not None:
-                process.stdin.close()
-        record.process_exited(returncode, self._clock())
-        self._workers.pop(record.bot_id, None)
-        if worker.deadline is not None and not worker.deadline.done():
-            worker.deadline.cancel()
+            self._watched.pop(w.record.bot_id, None)
 
-    async def _kill_after_deadline(self, worker: _Worker) -> None:
-        try:
-            await asyncio.wait_for(worker.process.wait(), self._leave_timeout)
-        except TimeoutError:
-            worker.record.fail(
-                f"worker did not exit within {self._leave_timeout:g} s of leave;"
-                " killed",
-                self._clock(),
+    def _read(self, w: _Watched) -> bool:
+        record = w.record
+        lines, offset = w.dir.read_reports(record.report_offset)
+        if offset == record.report_offset:
+            return False
+        now = self._clock()
+        for line in lines:
+            record.feed_line(line, now)
+        record.report_offset = offset
+        w.last_report = time.monotonic()
+        return True
+
+    def _check(self, w: _Watched) -> bool:
+        """One look at the bot's directory; True once the bot is gone for good."""
+        record = w.record
+        changed = self._read(w)
+
+        ended = w.dir.read_exit()
+        if ended is not None:
+            # The keeper writes exit.json only after the last report line.
+            self._read(w)
+            returncode = int(ended.get("returncode", -1))
+            if returncode != 0:
+                record.log_tail = w.dir.log_tail(LOG_TAIL_LINES)
+            record.process_exited(returncode, self._clock())
+            self._changed(record)
+            return True
+
+        mono = time.monotonic()
+        if not record.terminal:
+            limit = (
+                self._heartbeat_timeout
+                if record.first_report_at is not None
+                else self._start_timeout
             )
-            worker.log.warning("worker did not leave in time; killing it")
-            with contextlib.suppress(ProcessLookupError):
-                worker.process.kill()
+            if mono - w.last_report > limit:
+                w.log.warning("no report for %.1f s; killing the bot", limit)
+                record.log_tail = w.dir.log_tail(LOG_TAIL_LINES)
+                record.fail(
+                    f"no report from the bot for {limit:g} s",
+                    self._clock(),
+                    code=lifecycle.HEARTBEAT_LOST,
+                )
+                self._kill(w)
+                changed = True
+            elif w.leave_deadline is not None and mono > w.leave_deadline:
+                w.log.warning("worker did not leave in time; killing it")
+                record.fail(
+                    f"worker did not exit within {self._leave_timeout:g} s of leave;"
+                    " killed",
+                    self._clock(),
+                    code=lifecycle.LEAVE_TIMEOUT,
+                )
+                self._kill(w)
+                changed = True
+
+        if mono - w.last_keeper_check > 1.0:
+            w.last_keeper_check = mono
+            if not w.dir.keeper_alive() and w.dir.read_exit() is None:
+                self._read(w)
+                record.log_tail = w.dir.log_tail(LOG_TAIL_LINES)
+                record.fail(
+                    "the bot's keeper process is gone",
+                    self._clock(),
+                    code=lifecycle.KEEPER_LOST,
+                )
+                self._kill(w)
+                self._changed(record)
+                return True
+
+        if changed:
+            self._changed(record)
+        return False
+
+    def _kill(self, w: _Watched) -> None:
+        """Kill the worker: through its keeper, or its whole session without one."""
+        w.killed = True
+        if w.dir.send({"cmd": "kill"}):
+            return
+        keeper = w.record.keeper_pid
+        if keeper is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(keeper, signal.SIGKILL)

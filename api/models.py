@@ -7,6 +7,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from callbot.bot.config import PluginSpec
+from callbot.bot.plugin import PluginError, validate_specs
+
 BotStatus = Literal["starting", "connecting", "in_call", "leaving", "left", "failed"]
 """The lifecycle of a bot: starting → connecting → in_call → leaving → left."""
 
@@ -43,6 +46,23 @@ class CreateBot(BaseModel):
         description="The participant identity; generated when absent.",
     )
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    plugins: list[PluginSpec] = Field(
+        default_factory=list,
+        max_length=20,
+        description=(
+            'Plugins the bot runs, e.g. [{"name": "recorder", "config": {}}];'
+            " an unknown name or a config the plugin refuses is a 422."
+        ),
+    )
+
+    @field_validator("plugins")
+    @classmethod
+    def _known_plugins(cls, value: list[PluginSpec]) -> list[PluginSpec]:
+        try:
+            validate_specs(value)
+        except PluginError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
 
     @field_validator("server_url")
     @classmethod
@@ -81,6 +101,22 @@ class Track(BaseModel):
     height: int | None = None
     seconds: float | None = None
     ended: bool = False
+
+
+class BotError(BaseModel):
+    """Why a bot failed: a stable code and a message for people."""
+
+    code: str = Field(description="heartbeat_lost, worker_exited, call_full, ...")
+    message: str
+
+
+class StatusChange(BaseModel):
+    """One step of a bot's status history."""
+
+    status: BotStatus
+    code: str | None = None
+    message: str | None = None
+    ts: float
 
 
 class CallEvent(BaseModel):
@@ -150,6 +186,8 @@ class Bot(BaseModel):
     reason: str | None = Field(
         default=None, description="Why the bot failed or left, when known."
     )
+    error: BotError | None = Field(default=None, description="Set when failed.")
+    webhook_url: str | None = None
     server_url: str
     room_id: str
     user_id: str
@@ -160,6 +198,9 @@ class Bot(BaseModel):
     )
     tracks: list[Track] = Field(default_factory=list)
     events: list[CallEvent] = Field(default_factory=list)
+    history: list[StatusChange] = Field(
+        default_factory=list, description="Every status the bot went through."
+    )
     exit_code: int | None = Field(
         default=None,
         description="The worker's exit code; negative: killed by that signal.",

@@ -9,12 +9,23 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import uuid
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from api.models import TERMINAL_STATUSES, Bot, BotStatus, CallEvent, Track
+from api import lifecycle
+from api.models import (
+    TERMINAL_STATUSES,
+    Bot,
+    BotError,
+    BotStatus,
+    CallEvent,
+    StatusChange,
+    Track,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +48,26 @@ def describe_exit(returncode: int) -> str:
     return f"worker exited with code {returncode}"
 
 
+@dataclass
+class RecordEvent:
+    """One event of a bot, as stored and delivered; ``event_id`` never changes."""
+
+    event_id: str
+    bot_id: str
+    type: str
+    data: dict[str, Any]
+    ts: float
+    seq: int | None = None
+
+
+@dataclass
+class Changes:
+    """What happened to a record since the store last saved it."""
+
+    history: list[StatusChange] = field(default_factory=list)
+    events: list[RecordEvent] = field(default_factory=list)
+
+
 def _track_key(track: Track) -> tuple[str, str, str]:
     # Inbound audio may come without a track id; the sender then names it.
     ident = track.track_id or track.endpoint_id or track.from_user_id or ""
@@ -56,6 +87,8 @@ class BotRecord:
         display_name: str | None,
         now: float,
         ice_addresses: list[str] | None = None,
+        webhook_url: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
         self.bot_id = bot_id
         self.server_url = server_url
@@ -63,8 +96,22 @@ class BotRecord:
         self.user_id = user_id
         self.display_name = display_name
         self.ice_addresses = ice_addresses
+        self.webhook_url = webhook_url
+        # Further fields of the worker's config line (plugins, duration, ...).
+        self.options: dict[str, Any] = dict(options or {})
         self.status: BotStatus = "starting"
         self.reason: str | None = None
+        self.error_code: str | None = None
+        self.history: list[StatusChange] = [StatusChange(status="starting", ts=now)]
+        # Where the launcher keeps the bot's files, and how far it has read.
+        self.state_dir: str | None = None
+        self.report_offset = 0
+        self.keeper_pid: int | None = None
+        self.log_tail: list[str] = []
+        self.first_report_at: float | None = None
+        self.in_call_at: float | None = None
+        self.first_frame_at: float | None = None
+        self.refused_transitions = 0
         self.endpoint_id: str | None = None
         self.participants: list[str] = []
         self.exit_code: int | None = None
@@ -75,6 +122,10 @@ class BotRecord:
         self.updated_at = now
         self._tracks: dict[tuple[str, str, str], Track] = {}
         self._events: deque[CallEvent] = deque(maxlen=MAX_EVENTS)
+        self._changes = Changes(history=list(self.history))
+        self._changes.events.append(
+            self._event("status", {"status": "starting", "previous": None}, now)
+        )
         self._log = logging.LoggerAdapter(
             logger, {"bot_id": bot_id, "room_id": room_id}
         )
@@ -97,9 +148,55 @@ class BotRecord:
     def events(self) -> list[CallEvent]:
         return list(self._events)
 
+    @property
+    def error(self) -> BotError | None:
+        if self.status != "failed":
+            return None
+        return BotError(
+            code=self.error_code or lifecycle.BOT_FAILED, message=self.reason or ""
+        )
+
+    def take_changes(self) -> Changes:
+        """Hand over the status changes and events not yet saved."""
+        changes, self._changes = self._changes, Changes()
+        return changes
+
+    def snapshot(self) -> dict[str, Any]:
+        """The record's changing state as JSON, for the store."""
+        return {
+            "endpoint_id": self.endpoint_id,
+            "participants": list(self.participants),
+            "tracks": [t.model_dump() for t in self._tracks.values()],
+            "events": [e.model_dump() for e in self._events],
+            "log_tail": list(self.log_tail),
+            "leave_requested": self.leave_requested,
+            "first_report_at": self.first_report_at,
+            "in_call_at": self.in_call_at,
+            "first_frame_at": self.first_frame_at,
+        }
+
+    def restore(self, snapshot: dict[str, Any], history: list[StatusChange]) -> None:
+        """Take back the state a store saved (after a control-plane restart)."""
+        self.endpoint_id = snapshot.get("endpoint_id")
+        self.participants = list(snapshot.get("participants", []))
+        for raw in snapshot.get("tracks", []):
+            track = Track.model_validate(raw)
+            self._tracks[_track_key(track)] = track
+        self._events.extend(
+            CallEvent.model_validate(e) for e in snapshot.get("events", [])
+        )
+        self.log_tail = list(snapshot.get("log_tail", []))
+        self.leave_requested = bool(snapshot.get("leave_requested", False))
+        self.first_report_at = snapshot.get("first_report_at")
+        self.in_call_at = snapshot.get("in_call_at")
+        self.first_frame_at = snapshot.get("first_frame_at")
+        self.history = list(history)
+        self._changes = Changes()
+
     def worker_config(self) -> dict[str, Any]:
         """The configuration line the worker reads on stdin."""
         config: dict[str, Any] = {
+            **self.options,
             "bot_id": self.bot_id,
             "server_url": self.server_url,
             "room_id": self.room_id,
@@ -128,6 +225,8 @@ class BotRecord:
 
     def apply(self, report: dict[str, Any], now: float) -> None:
         """Apply one parsed report."""
+        if self.first_report_at is None:
+            self.first_report_at = now
         kind = report.get("type")
         if kind == "status":
             self._apply_status(report, now)
@@ -146,11 +245,13 @@ class BotRecord:
         if not self.terminal:
             self._set_status("leaving", None, now)
 
-    def fail(self, reason: str, now: float) -> None:
+    def fail(
+        self, reason: str, now: float, code: str = lifecycle.WORKER_EXITED
+    ) -> None:
         """Mark the bot failed for a reason the control plane found itself."""
-        if self.status == "failed":
+        if self.terminal:
             return
-        self._set_status("failed", reason, now)
+        self._set_status("failed", reason, now, code=code)
 
     def process_exited(self, returncode: int, now: float) -> None:
         """Settle the final status once the worker process has ended."""
@@ -162,10 +263,13 @@ class BotRecord:
             if self.reason is None:
                 self.reason = describe_exit(returncode)
             self._log.info("worker ended (%s)", describe_exit(returncode))
-        elif returncode == 0 and self.leave_requested:
+        elif returncode == 0 and self.leave_requested and self.status == "leaving":
             self._set_status("left", None, now)
         else:
-            self._set_status("failed", describe_exit(returncode), now)
+            code = (
+                lifecycle.WORKER_KILLED if returncode < 0 else lifecycle.WORKER_EXITED
+            )
+            self._set_status("failed", describe_exit(returncode), now, code=code)
 
     def view(self) -> Bot:
         """The REST view of this bot."""
@@ -173,6 +277,8 @@ class BotRecord:
             id=self.bot_id,
             status=self.status,
             reason=self.reason,
+            error=self.error,
+            webhook_url=self.webhook_url,
             server_url=self.server_url,
             room_id=self.room_id,
             user_id=self.user_id,
@@ -181,6 +287,7 @@ class BotRecord:
             participants=list(self.participants),
             tracks=self.tracks,
             events=self.events,
+            history=list(self.history),
             exit_code=self.exit_code,
             pid=self.pid,
             created_at=self.created_at,
@@ -198,15 +305,24 @@ class BotRecord:
         # Once asked to leave, a late in_call report must not undo "leaving".
         if self.leave_requested and status not in ("leaving", "left", "failed"):
             return
+        reason = reason if isinstance(reason, str) else None
         if status == self.status and reason == self.reason:
             return
-        self._set_status(status, reason if isinstance(reason, str) else None, now)
+        if not lifecycle.can_transition(self.status, status):
+            self.refused_transitions += 1
+            self._log.warning("refused status change %s -> %s", self.status, status)
+            return
+        code = lifecycle.failure_code(reason) if status == "failed" else None
+        self._set_status(status, reason, now, code=code)
 
     def _apply_joined(self, report: dict[str, Any], now: float) -> None:
         endpoint_id = report.get("endpoint_id")
         if isinstance(endpoint_id, str) and endpoint_id != self.endpoint_id:
             self.endpoint_id = endpoint_id
             self.updated_at = now
+            self._changes.events.append(
+                self._event("joined", {"endpoint_id": endpoint_id}, now)
+            )
             self._log.info("joined the call as endpoint %s", endpoint_id)
 
     def _apply_event(self, report: dict[str, Any], now: float) -> None:
@@ -217,13 +333,10 @@ class BotRecord:
         user_id = report.get("user_id")
         user_id = user_id if isinstance(user_id, str) else None
         ts = report.get("ts")
-        self._events.append(
-            CallEvent(
-                event=event,
-                user_id=user_id,
-                ts=float(ts) if isinstance(ts, int | float) else now,
-            )
-        )
+        when = float(ts) if isinstance(ts, int | float) else now
+        self._events.append(CallEvent(event=event, user_id=user_id, ts=when))
+        data = {k: v for k, v in report.items() if k not in ("type", "event")}
+        self._changes.events.append(self._event(event, data, when))
         if user_id is not None:
             if event == "participant_joined" and user_id not in self.participants:
                 self.participants.append(user_id)
@@ -254,20 +367,56 @@ class BotRecord:
                 key = _track_key(track)
                 seen.add(key)
                 self._tracks[key] = track
+                if (
+                    track.direction == "inbound"
+                    and track.frames > 0
+                    and self.first_frame_at is None
+                ):
+                    self.first_frame_at = now
             for key, track in self._tracks.items():
                 if key not in seen and not track.ended:
                     self._tracks[key] = track.model_copy(update={"ended": True})
         self.updated_at = now
 
-    def _set_status(self, status: BotStatus, reason: str | None, now: float) -> None:
+    def _set_status(
+        self,
+        status: BotStatus,
+        reason: str | None,
+        now: float,
+        *,
+        code: str | None = None,
+    ) -> None:
         previous = self.status
         self.status = status
         self.reason = reason
+        self.error_code = code if status == "failed" else None
         self.updated_at = now
+        if status == "in_call" and self.in_call_at is None:
+            self.in_call_at = now
+        change = StatusChange(status=status, code=code, message=reason, ts=now)
+        self.history.append(change)
+        self._changes.history.append(change)
+        self._changes.events.append(
+            self._event(
+                "status",
+                {
+                    "status": status,
+                    "previous": previous,
+                    "code": code,
+                    "message": reason,
+                },
+                now,
+            )
+        )
         if status == "failed":
             self._log.warning("bot failed: %s", reason)
         else:
             self._log.info("status %s -> %s", previous, status)
+
+    def _event(self, kind: str, data: dict[str, Any], ts: float) -> RecordEvent:
+        return RecordEvent(
+            event_id=str(uuid.uuid4()), bot_id=self.bot_id, type=kind, data=data, ts=ts
+        )
 
     def _bad_report(self, why: str, text: str) -> None:
         self.bad_reports += 1

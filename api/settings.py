@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK_HOSTS = ["127.0.0.1", "::1", "localhost"]
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "callbot"
 
 
 class ControlPlaneSettings(BaseSettings):
@@ -17,3 +25,29 @@ class ControlPlaneSettings(BaseSettings):
     leave_timeout: float = Field(default=10.0, gt=0)
     # The addresses the bots' ICE may use (a JSON list in the environment).
     ice_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    # The bot worker's command line (a JSON list); the real worker when unset.
+    worker_command: list[str] | None = None
+    # Where the database file (by default) and the bots' directories live.
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    # SQLAlchemy URL; SQLite in data_dir when unset. PostgreSQL:
+    # postgresql+psycopg://user@host:port/db
+    database_url: str | None = None
+    # On SIGTERM: False makes every bot leave (drain); True leaves them
+    # running for the next control plane (upgrades).
+    keep_bots_on_shutdown: bool = False
+    drain_timeout: float = Field(default=30.0, gt=0)
+    heartbeat_timeout: float = Field(default=10.0, gt=0)
+    # Hosts a bot's server_url and a webhook URL may name (exact, lower case).
+    server_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOSTS))
+    webhook_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOSTS))
+    # Webhooks every event goes to, besides each bot's own webhook_url.
+    webhook_urls: list[str] = Field(default_factory=list)
+    # The HMAC-SHA256 key of webhook signatures; generated into data_dir
+    # (webhook-secret) when unset.
+    webhook_secret: str | None = None
+    webhook_retry_window: float = Field(default=86400.0, gt=0)
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'callbot.db'}"

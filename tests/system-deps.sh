@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, if any is missing.
 set -euo pipefail
-packages=(ffmpeg espeak-ng chromium chromium-driver)
+packages=(ffmpeg espeak-ng chromium chromium-driver postgresql)
 # The browser tests (tests/browser) need Node.js and npm as well.
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()

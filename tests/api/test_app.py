@@ -110,6 +110,7 @@ async def test_get_shows_what_the_reports_said(
 ) -> None:
     bot_id = (await create(client, user_id="bot-1")).json()["id"]
     [record] = launcher.started
+    record.feed_line(b'{"type": "status", "status": "connecting"}', now=0.5)
     record.feed_line(b'{"type": "status", "status": "in_call"}', now=1.0)
     record.feed_line(b'{"type": "joined", "endpoint_id": "bot-1_12"}', now=1.0)
     record.feed_line(
@@ -136,6 +137,7 @@ async def test_delete_asks_the_bot_to_leave_and_answers_202(
 ) -> None:
     bot_id = (await create(client)).json()["id"]
     [record] = launcher.started
+    record.feed_line(b'{"type": "status", "status": "connecting"}', now=0.5)
     record.feed_line(b'{"type": "status", "status": "in_call"}', now=1.0)
 
     response = await client.delete(f"/bots/{bot_id}")

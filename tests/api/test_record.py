@@ -179,6 +179,7 @@ def test_garbage_lines_are_counted_and_change_nothing() -> None:
 
 def test_after_a_leave_request_a_late_in_call_report_does_not_undo_leaving() -> None:
     record = make_record()
+    record.feed_line(status("connecting"), now=100.5)
     record.feed_line(status("in_call"), now=101.0)
     record.request_leave(now=102.0)
     record.feed_line(status("in_call"), now=102.1)
@@ -192,6 +193,7 @@ def test_after_a_leave_request_a_late_in_call_report_does_not_undo_leaving() -> 
 
 def test_sigkill_while_in_call_fails_naming_the_signal() -> None:
     record = make_record()
+    record.feed_line(status("connecting"), now=100.5)
     record.feed_line(status("in_call"), now=101.0)
     record.process_exited(-9, now=102.0)
 
@@ -211,6 +213,7 @@ def test_a_crash_with_an_exit_code_fails_naming_the_code() -> None:
 
 def test_exiting_cleanly_without_being_asked_to_leave_is_a_failure() -> None:
     record = make_record()
+    record.feed_line(status("connecting"), now=100.5)
     record.feed_line(status("in_call"), now=101.0)
     record.process_exited(0, now=102.0)
 
@@ -227,6 +230,7 @@ def test_the_workers_own_failure_reason_is_kept_over_the_exit_code() -> None:
 
 def test_exit_zero_after_a_leave_request_counts_as_left() -> None:
     record = make_record()
+    record.feed_line(status("connecting"), now=100.5)
     record.feed_line(status("in_call"), now=101.0)
     record.request_leave(now=102.0)
     record.process_exited(0, now=103.0)
@@ -246,3 +250,65 @@ def test_describe_exit() -> None:
     assert describe_exit(0) == "worker exited with code 0"
     assert describe_exit(-15) == "worker killed by SIGTERM (exit code -15)"
     assert describe_exit(-200) == "worker killed by signal 200 (exit code -200)"
+
+
+def test_invalid_status_changes_are_refused_and_counted() -> None:
+    record = make_record()
+    record.feed_line(status("in_call"), now=101.0)
+    record.feed_line(status("left"), now=101.5)
+
+    assert record.status == "starting"
+    assert record.refused_transitions == 2
+
+    record.feed_line(status("connecting"), now=102.0)
+    record.feed_line(status("in_call"), now=103.0)
+    assert record.status == "in_call"
+    assert [h.status for h in record.history] == ["starting", "connecting", "in_call"]
+
+
+def test_history_and_events_carry_times_codes_and_messages() -> None:
+    record = make_record()
+    record.take_changes()
+    record.feed_line(status("connecting"), now=101.0)
+    record.feed_line(status("failed", "call_full"), now=102.0)
+
+    assert record.error is not None
+    assert (record.error.code, record.error.message) == ("call_full", "call_full")
+    changes = record.take_changes()
+    assert [(h.status, h.code, h.ts) for h in changes.history] == [
+        ("connecting", None, 101.0),
+        ("failed", "call_full", 102.0),
+    ]
+    assert [e.data["status"] for e in changes.events] == ["connecting", "failed"]
+    assert len({e.event_id for e in changes.events}) == 2
+    assert record.take_changes().events == []
+
+
+def test_a_free_text_failure_gets_the_bot_failed_code() -> None:
+    record = make_record()
+    record.feed_line(status("failed", "join refused: unauthorized"), now=101.0)
+
+    assert record.view().error is not None
+    assert record.view().error.code == "bot_failed"  # type: ignore[union-attr]
+
+
+def test_a_snapshot_restores_what_the_view_shows() -> None:
+    record = make_record()
+    record.feed_line(status("connecting"), now=100.5)
+    record.feed_line(status("in_call"), now=101.0)
+    record.feed_line(
+        b'{"type": "stats", "endpoint_id": "e1", "participants": ["bot-2"],'
+        b' "tracks": [{"direction": "inbound", "kind": "video", "frames": 5}]}',
+        now=102.0,
+    )
+    record.request_leave(now=103.0)
+
+    copy = make_record()
+    copy.restore(record.snapshot(), record.history)
+    copy.status = record.status
+
+    assert copy.view().model_dump(exclude={"created_at", "updated_at"}) == (
+        record.view().model_dump(exclude={"created_at", "updated_at"})
+    )
+    assert copy.leave_requested
+    assert copy.first_frame_at == 102.0

@@ -1,0 +1,75 @@
+"""REST bodies: what POST /bots accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from api.app import create_app
+from api.models import CreateBot
+from api.record import BotRecord
+
+BODY = {"server_url": "ws://127.0.0.1:4000/socket", "room_id": "lobby"}
+
+
+def test_create_bot_takes_plugins_with_their_config() -> None:
+    body = CreateBot.model_validate(
+        {**BODY, "plugins": [{"name": "recorder", "config": {"directory": "/r"}}]}
+    )
+    assert body.plugins[0].name == "recorder"
+    assert body.plugins[0].config == {"directory": "/r"}
+
+
+@pytest.mark.parametrize(
+    ("plugins", "message"),
+    [
+        ([{"name": "nope"}], "unknown plugin 'nope'"),
+        (
+            [{"name": "recorder", "config": {"audio_container": "mp3"}}],
+            "bad config: audio_container",
+        ),
+    ],
+)
+def test_create_bot_refuses_unknown_plugins_and_bad_config(
+    plugins: list[dict[str, Any]], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        CreateBot.model_validate({**BODY, "plugins": plugins})
+
+
+class Launcher:
+    def __init__(self) -> None:
+        self.started: list[BotRecord] = []
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    async def start(self, record: BotRecord) -> None:
+        self.started.append(record)
+
+    async def leave(self, record: BotRecord) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_post_bots_answers_422_for_an_unknown_plugin_and_passes_plugins() -> None:
+    launcher = Launcher()
+    app = create_app(launcher)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        bad = await client.post("/bots", json={**BODY, "plugins": [{"name": "x"}]})
+        good = await client.post(
+            "/bots", json={**BODY, "plugins": [{"name": "recorder"}]}
+        )
+    assert bad.status_code == 422
+    assert "unknown plugin 'x'" in bad.json()["error"]["message"]
+    assert launcher.started == [] or len(launcher.started) == 1
+    assert good.status_code == 201
+    config = launcher.started[0].worker_config()
+    assert config["plugins"] == [{"name": "recorder", "config": {}, "essential": None}]
