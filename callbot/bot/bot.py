@@ -23,6 +23,7 @@ from typing import Any
 from aiortc import MediaStreamTrack, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError
 
+from callbot.bot.adaptive import CallAdaptation
 from callbot.bot.config import BotConfig
 from callbot.bot.plugin import PluginContext, PluginHost, RemoteTrack, RemoteTrackInfo
 from callbot.bot.stats import BotStats, InboundTrackStats, OutboundTrackStats
@@ -35,6 +36,7 @@ from callbot.rtc import negotiation as neg
 from callbot.rtc.icepolicy import IceAddressPolicy, install_ice_policy
 from callbot.rtc.peer import BotPeer
 from callbot.rtc.tap import EncodedFrame, ReceiverTap
+from media.sources.file import FileAudioTrack, read_audio
 from media.sources.pattern import PatternTrack
 from media.sources.tone import ToneTrack
 
@@ -143,6 +145,13 @@ class Bot:
             on_essential_failure=self._plugin_failed,
         )
         self._plugin_failure: str | None = None
+        self.adaptation = CallAdaptation(
+            config, self.user_id, log=self.log, report=self._report
+        )
+        # Read once, here, so that a bad file fails before joining.
+        self._audio_samples = (
+            read_audio(config.audio_file) if config.audio_file is not None else None
+        )
         self._policy = IceAddressPolicy(config.ice_addresses)
         self._socket: Socket | None = None
         self._session: CallSession | None = None
@@ -169,7 +178,17 @@ class Bot:
             participants = [
                 u for u in self._session.roster.user_ids() if u != self.user_id
             ]
-        return self._stats.report(time.time(), participants)
+        report = self._stats.report(time.time(), participants)
+        report.update(self.adaptation.summary())
+        return report
+
+    def set_attention(self, level: str) -> None:
+        """Attention ``high``, ``medium`` or ``low`` (a hidden tab); sent at once."""
+        self.adaptation.set_attention(level)
+
+    async def request_quality_tier(self, target_user_id: str, tier: str) -> None:
+        """Ask for another participant's tier; needs allow_quality_tier_requests."""
+        await self.adaptation.request_quality_tier(target_user_id, tier)
 
     async def run(self) -> None:
         """Run until :meth:`leave` or the configured duration; recover meanwhile."""
@@ -181,6 +200,9 @@ class Bot:
         driver = asyncio.create_task(self._drive(), name=f"bot {self.bot_id}")
         stats = asyncio.create_task(self._report_stats(), name=f"stats {self.bot_id}")
         stop = asyncio.create_task(self._leave_requested.wait())
+        snapshots = asyncio.create_task(
+            self.adaptation.run_snapshots(), name=f"snapshots {self.bot_id}"
+        )
         try:
             await asyncio.wait(
                 {driver, stop},
@@ -189,6 +211,7 @@ class Bot:
             )
         finally:
             stop.cancel()
+            snapshots.cancel()
             failed = driver.done() and self.status == "failed"
             driver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -201,6 +224,8 @@ class Bot:
             stats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stats
+            with contextlib.suppress(asyncio.CancelledError):
+                await snapshots
             self.report_stats()
 
     # ------------------------------------------------------------ lifecycle
@@ -323,6 +348,7 @@ class Bot:
         self._report({"type": "joined", "endpoint_id": reply.endpoint_id})
         self.plugins.emit("on_joined", reply.endpoint_id)
         self._set_status("in_call")
+        self.adaptation.joined(session)
         metadata = {"displayName": self.name, "name": self.name}
         await self._execute(call, call.negotiation.connect(metadata))
 
@@ -331,6 +357,7 @@ class Bot:
         if call is None:
             return
         self.log.info("endpoint %s ended (%s)", call.endpoint_id, reason)
+        self.adaptation.ended()
         for task in call.consumers:
             task.cancel()
         for stats in call.tracks.values():
@@ -350,6 +377,7 @@ class Bot:
         self._set_status("leaving")
         session = self._session
         if session is not None and session.channel.state is ChannelState.JOINED:
+            self.adaptation.leaving()
             if self._call is not None and session.in_call:
                 session.send_media_event(me.Disconnect())
             with contextlib.suppress(CallbotError, TimeoutError):
@@ -420,10 +448,7 @@ class Bot:
         elif isinstance(event, ev.CallEnded) and call is not None and not self._leaving:
             self.log.warning("call ended by the server, joining again")
             self._inputs.put_nowait(_Rejoin("call ended", generation))
-        elif isinstance(event, ev.TierChanged) and event.user_id == self.user_id:
-            self.log.info("tier changed to %s", event.tier)
-        elif isinstance(event, ev.QualityTierRequest):
-            self.log.info("quality tier request for %s ignored", event.target_user_id)
+        self.adaptation.on_event(event)
 
     def _emit_to_plugins(self, event: ev.CallEvent) -> None:
         plugins = self.plugins
@@ -544,6 +569,8 @@ class Bot:
             source = self._source(local.kind)
             call.sources[local.kind] = source
             call.senders[local.track_id] = peer.add_sendonly(source)
+            if local.kind == "video":
+                self.adaptation.video_sender(call.senders[local.track_id].sender)
             self._stats.outbound[local.track_id] = OutboundTrackStats(
                 local.kind, local.track_id
             )
@@ -559,10 +586,18 @@ class Bot:
         return call.negotiation.offer_created(sdp, mids)
 
     def _source(self, kind: str) -> MediaStreamTrack:
+        c = self.config
         if kind == "video":
-            c = self.config
-            return PatternTrack(self.name, c.width, c.height, c.fps)
-        return ToneTrack()
+            pattern = PatternTrack(self.name, c.width, c.height, c.fps)
+            return self.adaptation.video_track(pattern)
+        audio: MediaStreamTrack
+        if c.audio_file is not None:
+            audio = FileAudioTrack(
+                c.audio_file, loop=c.audio_file_loop, samples=self._audio_samples
+            )
+        else:
+            audio = ToneTrack()
+        return self.adaptation.audio_track(audio)
 
     # ------------------------------------------------------------ remote media
 
@@ -628,6 +663,9 @@ class Bot:
                     stats.count_video(frame.width, frame.height)  # type: ignore[union-attr]
                 else:
                     stats.count_audio(frame.samples, frame.sample_rate)  # type: ignore[union-attr]
+                    self.adaptation.remote_audio(
+                        stats.track_id, stats.from_user_id, frame
+                    )
         except MediaStreamError:
             pass
         finally:

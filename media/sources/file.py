@@ -65,15 +65,20 @@ class FileAudioTrack(MediaStreamTrack):
         *,
         loop: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        samples: NDArray[np.int16] | None = None,
     ) -> None:
+        """Args:
+        samples: the file's samples already read with :func:`read_audio`
+            (a bot reuses them for every new endpoint).
+        """
         super().__init__()
         self.path = Path(path)
         self.loop = loop
-        self.samples = read_audio(path)
+        self.samples = read_audio(path) if samples is None else samples
         self.frames = 0
         self._clock = clock
         self._start: float | None = None
-        logger.info(
+        logger.debug(
             "audio file %s: %.1f s%s",
             self.path.name,
             len(self.samples) / SAMPLE_RATE,
