@@ -26,6 +26,7 @@ from aiortc.mediastreams import MediaStreamError
 from callbot.bot.adaptive import CallAdaptation
 from callbot.bot.config import BotConfig
 from callbot.bot.plugin import PluginContext, PluginHost, RemoteTrack, RemoteTrackInfo
+from callbot.bot.sensor_feed import SensorFeed
 from callbot.bot.stats import BotStats, InboundTrackStats, OutboundTrackStats
 from callbot.call import events as ev
 from callbot.call.session import CallSession
@@ -152,6 +153,11 @@ class Bot:
         self._audio_samples = (
             read_audio(config.audio_file) if config.audio_file is not None else None
         )
+        self.sensor_feed = (
+            SensorFeed(config.sensors, config.server_url, self.log)
+            if config.sensors is not None
+            else None
+        )
         self._policy = IceAddressPolicy(config.ice_addresses)
         self._socket: Socket | None = None
         self._session: CallSession | None = None
@@ -203,6 +209,11 @@ class Bot:
         snapshots = asyncio.create_task(
             self.adaptation.run_snapshots(), name=f"snapshots {self.bot_id}"
         )
+        feed = (
+            asyncio.create_task(self.sensor_feed.run(), name=f"sensors {self.bot_id}")
+            if self.sensor_feed is not None
+            else None
+        )
         try:
             await asyncio.wait(
                 {driver, stop},
@@ -212,6 +223,8 @@ class Bot:
         finally:
             stop.cancel()
             snapshots.cancel()
+            if feed is not None:
+                feed.cancel()
             failed = driver.done() and self.status == "failed"
             driver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -226,6 +239,9 @@ class Bot:
                 await stats
             with contextlib.suppress(asyncio.CancelledError):
                 await snapshots
+            if feed is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feed
             self.report_stats()
 
     # ------------------------------------------------------------ lifecycle
@@ -588,7 +604,8 @@ class Bot:
     def _source(self, kind: str) -> MediaStreamTrack:
         c = self.config
         if kind == "video":
-            pattern = PatternTrack(self.name, c.width, c.height, c.fps)
+            overlay = self.sensor_feed.overlay if self.sensor_feed else None
+            pattern = PatternTrack(self.name, c.width, c.height, c.fps, overlay=overlay)
             return self.adaptation.video_track(pattern)
         audio: MediaStreamTrack
         if c.audio_file is not None:

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from callbot.bot.sensor_feed import SensorsConfig
+
 
 class PluginSpec(BaseModel):
     """One plugin the bot runs: its entry-point name and its config."""
@@ -49,6 +51,8 @@ class BotConfig(BaseModel):
     speaking_release_ms: int = Field(default=500, ge=10, le=10000)
     # Run the detector on received audio too (costs CPU per remote track).
     detect_remote_speaking: bool = False
+    # A sensor source, overlays drawn into the video, what is published.
+    sensors: SensorsConfig | None = None
 
     def resolved_user_id(self) -> str:
         return self.user_id or f"bot-{uuid.uuid4().hex[:8]}"
