@@ -126,6 +126,25 @@ class RunCommand:
             ),
         )
 
+        parser.add_argument(
+            "--sensors",
+            default=None,
+            metavar="JSON|@FILE",
+            help="sensor source, overlays and publishing (a SensorsConfig)",
+        )
+        parser.add_argument(
+            "--viewer-token",
+            default=None,
+            metavar="TOKEN",
+            help="draw live vitals from viewer:data:TOKEN (needs --overlay-sensor)",
+        )
+        parser.add_argument(
+            "--overlay-sensor",
+            default=None,
+            metavar="SENSOR_ID",
+            help="the sensor whose heart rate, ECG and respiration are drawn",
+        )
+
     def run(self, args: argparse.Namespace) -> int:
         from callbot.bot.plugin import PluginError
 
@@ -148,6 +167,7 @@ class RunCommand:
             display_name=args.name,
             duration=args.duration,
             plugins=plugins,
+            sensors=sensors_option(args),
         )
         bot = Bot(config)
 
@@ -178,6 +198,35 @@ class RunCommand:
 
         print(format_summary(bot.status, bot.stats()))
         return 0 if bot.status == "left" else 1
+
+
+def sensors_option(args: argparse.Namespace) -> Any:
+    """The ``SensorsConfig`` of ``--sensors`` or ``--viewer-token``, or None."""
+    from callbot.bot.sensor_feed import SensorsConfig
+    from media.overlays.config import OverlayConfig
+
+    text = getattr(args, "sensors", None)
+    if text is not None:
+        if text.startswith("@"):
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        return SensorsConfig.model_validate_json(text)
+    token = getattr(args, "viewer_token", None)
+    sensor_id = getattr(args, "overlay_sensor", None)
+    if token is None:
+        return None
+    if sensor_id is None:
+        raise SystemExit("callbot run: --viewer-token needs --overlay-sensor")
+    return SensorsConfig.model_validate(
+        {
+            "source": {
+                "kind": "viewer",
+                "viewer_token": token,
+                "sensor_ids": [sensor_id],
+            },
+            "overlay": OverlayConfig.vitals(sensor_id).model_dump(),
+        }
+    )
 
 
 def plugin_specs(argv: Sequence[str]) -> list[Any]:
