@@ -156,10 +156,13 @@ async def test_join_error_reasons_exactly_as_the_real_server(
 
     # a refused join leaves no channel behind
     ref = await client.push("9", "call:r1", "get_participants", {})
-    assert (await client.reply(ref))[4] == {
-        "status": "error",
-        "response": {"reason": "unmatched topic"},
-    }
+    assert await client.reply(ref) == [
+        None,
+        ref,
+        "call:r1",
+        "phx_reply",
+        {"status": "error", "response": {"reason": "unmatched topic"}},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -231,7 +234,16 @@ async def test_join_call_reply_then_participant_joined_twice_to_everyone(
     joiner = Member(client, "u-42", "call:r1", join_ref)
 
     ref = await joiner.push("join_call", {})
-    reply = await client.reply(ref)
+    await settle(joiner, watcher)
+
+    # on the joiner's socket: the reply, then its own participant_joined twice
+    frames = client.drain()
+    assert [(f[1], f[3]) for f in frames if f[3] != "phx_reply" or f[1] == ref] == [
+        (ref, "phx_reply"),
+        (None, "participant_joined"),
+        (None, "participant_joined"),
+    ]
+    reply = next(f for f in frames if f[1] == ref)
     response = reply[4]["response"]
     assert reply[4]["status"] == "ok"
     assert re.fullmatch(r"u-42_\d+", response["endpoint_id"])
@@ -246,20 +258,17 @@ async def test_join_call_reply_then_participant_joined_twice_to_everyone(
     )
     assert entry["speaking"] is False
 
-    await settle(joiner, watcher)
-    # the joiner's own copies come after its reply, with its join_ref
-    for m in (joiner, watcher):
-        joined = m.pushes("participant_joined")
-        assert len(joined) == 2
-        assert joined[0] == joined[1]
-        assert joined[0][:2] == [m.join_ref, None]
-        assert joined[0][4] == {k: entry[k] for k in list(entry)[:6]}
-        assert set(joined[0][4]) == PARTICIPANT_FIELDS - {
-            "quality_level",
-            "speaking",
-            "tier",
-            "attention_level",
-        }
+    six = {k: entry[k] for k in list(entry)[:6]}
+    assert set(six) == PARTICIPANT_FIELDS - {
+        "quality_level",
+        "speaking",
+        "tier",
+        "attention_level",
+    }
+    mine = [f for f in frames if f[3] == "participant_joined"]
+    theirs = watcher.pushes("participant_joined")
+    for m, joined in ((joiner, mine), (watcher, theirs)):
+        assert joined == [[m.join_ref, None, "call:r1", "participant_joined", six]] * 2
 
 
 async def test_get_participants_needs_no_call(
@@ -608,3 +617,74 @@ async def test_phoenix_client_sees_replies_and_refusals(
         assert await channel.push("leave_call", {}, timeout=5) == {}
     finally:
         await socket.close()
+
+
+# -- leaving ---------------------------------------------------------------------
+
+
+async def left_twice(watcher: Member, user_id: str) -> None:
+    await watcher.client.take(lambda f: f[3] == "participant_left")
+    await settle(watcher)
+    assert [f[4] for f in watcher.pushes("participant_left")] == [{"user_id": user_id}]
+
+
+async def test_phx_leave_replies_closes_and_leaves_the_call(
+    server: ReferenceServer, stack: AsyncExitStack
+) -> None:
+    alice = await member(server, stack, "alice")
+    bob = await member(server, stack, "bob")
+    ref = await alice.push("phx_leave", {})
+    assert await alice.client.reply(ref) == [
+        alice.join_ref,
+        ref,
+        "call:r1",
+        "phx_reply",
+        OK,
+    ]
+    close = await alice.client.take(lambda f: f[3] == "phx_close")
+    assert close == [alice.join_ref, alice.join_ref, "call:r1", "phx_close", {}]
+    await left_twice(bob, "alice")
+    assert [f[4] for f in bob.pushes("quality_changed")] == [{"quality": "high"}] * 2
+
+
+async def test_socket_close_leaves_the_call(
+    server: ReferenceServer, stack: AsyncExitStack
+) -> None:
+    alice = await member(server, stack, "alice")
+    bob = await member(server, stack, "bob")
+    await alice.client.close()
+    await left_twice(bob, "alice")
+    assert list(server.call("r1").participants) == ["bob"]  # type: ignore[union-attr]
+
+
+async def test_duplicate_join_closes_the_old_channel_and_leaves_the_call(
+    server: ReferenceServer, stack: AsyncExitStack
+) -> None:
+    alice = await member(server, stack, "alice")
+    bob = await member(server, stack, "bob")
+    old_join_ref = alice.join_ref
+
+    join_ref, reply = await alice.client.join("call:r1", {"user_id": "alice"})
+
+    assert reply[4]["status"] == "ok"
+    close = await alice.client.take(lambda f: f[3] == "phx_close")
+    assert close == [old_join_ref, old_join_ref, "call:r1", "phx_close", {}]
+    await left_twice(bob, "alice")
+    alice.join_ref = join_ref
+    assert await alice.request("toggle_audio", {"enabled": True}) == NOT_IN_CALL
+
+
+async def test_quality_tier_request_reaches_the_senders_other_channels(
+    server: ReferenceServer, stack: AsyncExitStack
+) -> None:
+    alice = await member(server, stack, "alice")
+    alice_tab = await member(server, stack, "alice", join_call=False)
+    request = {"target_user_id": "alice", "tier": "viewer"}
+    assert await alice.request("request_quality_tier", request) == OK
+    push = await alice_tab.client.take(lambda f: f[3] == "quality_tier_request")
+    assert push[4] == {"from_user_id": "alice", **request}
+    error = await alice_tab.client.take(lambda f: f[3] == "phx_error")
+    assert error[0] == alice_tab.join_ref
+    # the tab never joined the call, so the sender stays in it
+    await settle(alice)
+    assert list(server.call("r1").participants) == ["alice"]  # type: ignore[union-attr]
