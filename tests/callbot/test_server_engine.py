@@ -384,11 +384,21 @@ async def test_mistakes_crash_only_the_senders_endpoint(
     assert await bob.media("endpointRemoved") == {"id": old_endpoint}
     await still_answers(bob, stack)
 
-    # alice's channel stays; her media events go nowhere until join_call
+    # a crash is not a track removal
+    assert bob.client.drain("track_removed") == []
+
+    # alice's channel stays in the call: her media events get no reply and
+    # go nowhere until she joins the call again
     alice.client.drain("media_event")  # what her endpoint sent before
-    await alice.send_custom("renegotiateTracks")
+    ref = await alice.client.push(
+        alice.join_ref,
+        TOPIC,
+        "media_event",
+        {"data": json.dumps({"type": "custom", "data": {"type": "renegotiateTracks"}})},
+    )
     await alice.barrier()
     assert alice.client.drain("media_event") == []
+    assert not any(f[1] == ref for f in alice.client.frames)
     await alice.join_call()
     assert alice.endpoint_id != old_endpoint
     others = (await alice.connect())["otherEndpoints"]
@@ -460,3 +470,20 @@ async def test_test_control_crash_endpoint(
     await server.crash_endpoint("lobby", "alice")
     await crashed(server, alice, bob, user_id="alice")
     await still_answers(bob, stack)
+
+
+async def test_disconnect_removes_the_participant_without_crash(
+    make_server: ServerMaker, stack: AsyncExitStack
+) -> None:
+    server = await make_server()
+    alice, bob = await pair(server, stack)
+    await alice.send({"type": "disconnect"})
+    for member in (alice, bob):
+        left = await member.client.take(lambda f: f[3] == "participant_left")
+        assert left[4] == {"user_id": "alice"}
+    assert await bob.media("endpointRemoved") == {"id": alice.endpoint_id}
+    await still_answers(bob, stack)
+    # the engine path: no quality_changed, alice's channel still "in the call"
+    await bob.barrier()
+    assert bob.client.drain("quality_changed") == []
+    assert (await alice.request("leave_call", {}))["status"] == "ok"
