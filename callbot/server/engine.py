@@ -24,7 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc import (
+    RTCBundlePolicy,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
 from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
 
 from callbot.rtc.icepolicy import (
@@ -276,7 +281,13 @@ class Endpoint:
 
         pc = self.pc
         if pc is None:
-            pc = RTCPeerConnection(rtc_configuration(self.engine.settings.ice_servers))
+            configuration = rtc_configuration(self.engine.settings.ice_servers)
+            # Like ex_webrtc, one transport for every m-line. aiortc's default
+            # (balanced) gives a first offer's later m-lines of a kind the
+            # transport of that kind's first m-line, which BUNDLE then discards:
+            # their senders never start.
+            configuration.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
+            pc = RTCPeerConnection(configuration)
             pc.on("connectionstatechange", self._connection_state_changed)
             self.pc = pc
         description = RTCSessionDescription(sdp=keep_codecs(offer), type="offer")
