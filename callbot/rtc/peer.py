@@ -13,6 +13,7 @@ from typing import Any
 
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -52,7 +53,12 @@ class BotPeer:
         on_track: Callable[[RTCRtpTransceiver, MediaStreamTrack], None],
         log: Log | None = None,
     ) -> None:
-        self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
+        configuration = rtc_configuration(ice_servers)
+        # One transport for all m-lines, like the browser library. With aiortc's
+        # default (balanced) a second m-line of a kind stays on a transport that
+        # the answer's BUNDLE discards, and receives nothing.
+        configuration.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
+        self.pc = RTCPeerConnection(configuration)
         self.policy = policy
         self._log: Log = log or logger
         self._on_track = on_track
