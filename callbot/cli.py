@@ -127,6 +127,24 @@ class RunCommand:
         )
 
         parser.add_argument(
+            "--audio",
+            default=None,
+            metavar="FILE",
+            help="publish this WAV or Ogg file (looped) instead of the tone",
+        )
+        parser.add_argument(
+            "--attention",
+            choices=("high", "medium", "low"),
+            default="high",
+            help="attention level sent to the server (low: as a hidden tab)",
+        )
+        parser.add_argument(
+            "--tier-profile",
+            choices=("browser", "server"),
+            default="browser",
+            help="how tiers change the video: as browsers do, or the server's table",
+        )
+        parser.add_argument(
             "--sensors",
             default=None,
             metavar="JSON|@FILE",
@@ -168,8 +186,15 @@ class RunCommand:
             duration=args.duration,
             plugins=plugins,
             sensors=sensors_option(args),
+            audio_file=getattr(args, "audio", None),
+            attention=getattr(args, "attention", "high"),
+            tier_profile=getattr(args, "tier_profile", "browser"),
         )
-        bot = Bot(config)
+        try:
+            bot = Bot(config, on_report=print_live_event)
+        except ValueError as exc:  # an unreadable --audio file
+            print(f"callbot run: {exc}", file=sys.stderr)
+            return 2
 
         # Ctrl-C asks the bot to leave; a second one stops at once.
         loop = asyncio.get_running_loop()
@@ -198,6 +223,22 @@ class RunCommand:
 
         print(format_summary(bot.status, bot.stats()))
         return 0 if bot.status == "left" else 1
+
+
+def print_live_event(report: dict[str, Any]) -> None:
+    """One line for each change a user watches: speaking, tier, video settings."""
+    if report.get("type") != "event":
+        return
+    event = report.get("event")
+    if event == "speaking":
+        print("speaking" if report.get("speaking") else "not speaking", flush=True)
+    elif event == "video_settings":
+        print(
+            f"tier {report.get('tier')}: video {report.get('fps')} fps,"
+            f" {int(report.get('max_bitrate') or 0) // 1000} kbps"
+            + (", snapshots" if report.get("snapshots") else ""),
+            flush=True,
+        )
 
 
 def sensors_option(args: argparse.Namespace) -> Any:
@@ -270,6 +311,13 @@ def format_summary(status: str, stats: dict[str, Any]) -> str:
         lines.append(f"endpoint: {endpoint_id}")
     participants = stats.get("participants") or []
     lines.append("participants: " + (", ".join(participants) or "none"))
+    if stats.get("tier") is not None:
+        received = stats.get("snapshots_received") or {}
+        lines.append(
+            f"tier: {stats['tier']}, attention: {stats.get('attention')},"
+            f" snapshots sent: {stats.get('snapshots_sent', 0)},"
+            f" received: {sum(received.values()) if isinstance(received, dict) else 0}"
+        )
     for track in stats.get("tracks") or []:
         if not isinstance(track, dict):
             continue
