@@ -325,9 +325,16 @@ class Endpoint:
         for track_id in list(self.publications):
             if track_id not in own_mids.values():
                 self.engine.unpublish(self, track_id)
+        # The tracks of one offer reach the engine together: one tracksAdded
+        # and one offerData for all of them at each other endpoint.
+        new: list[Publication] = []
         for mid, track_id in own_mids.items():
             if track_id not in self.publications:
-                self._publish(pc, mid, track_id, metadata.get(track_id))
+                publication = self._publish(pc, mid, track_id, metadata.get(track_id))
+                if publication is not None:
+                    new.append(publication)
+        if new:
+            self.engine.published(self, new)
 
         if pc.connectionState == "connected":
             self.emit(self.negotiation.negotiation_done())
@@ -369,7 +376,7 @@ class Endpoint:
 
     def _publish(
         self, pc: RTCPeerConnection, mid: str, track_id: str, metadata: Any
-    ) -> None:
+    ) -> Publication | None:
         transceiver = next(t for t in pc.getTransceivers() if t.mid == mid)
         if self.engine.publication(track_id) is not None:
             logger.warning(
@@ -378,11 +385,11 @@ class Endpoint:
                 self.id,
                 track_id,
             )
-            return
+            return None
         publication = Publication(track_id, self.id, transceiver.kind, metadata, mid)
         publication.tap = ReceiverTap(transceiver.receiver, publication.relay)
         self.publications[track_id] = publication
-        self.engine.published(self, publication)
+        return publication
 
     def _connection_state_changed(self) -> None:
         pc = self.pc
@@ -710,25 +717,26 @@ class Engine:
                 return publication
         return None
 
-    def published(self, origin: Endpoint, publication: Publication) -> None:
-        logger.info(
-            "room %s: endpoint %s publishes %s track %s",
-            self.room_id,
-            origin.id,
-            publication.kind,
-            publication.track_id,
-        )
-        self.listener.on_track_added(
-            origin.id,
-            publication.track_id,
-            publication.kind,
-            ENCODINGS.get(publication.kind, publication.kind),
-        )
+    def published(self, origin: Endpoint, publications: list[Publication]) -> None:
+        """New tracks of one offer: ``track_added`` each, one round for the rest."""
+        for publication in publications:
+            logger.info(
+                "room %s: endpoint %s publishes %s track %s",
+                self.room_id,
+                origin.id,
+                publication.kind,
+                publication.track_id,
+            )
+            self.listener.on_track_added(
+                origin.id,
+                publication.track_id,
+                publication.kind,
+                ENCODINGS.get(publication.kind, publication.kind),
+            )
+        remote = [p.remote() for p in publications]
         for endpoint in self.ready_endpoints():
             if endpoint is not origin:
-                endpoint.emit(
-                    endpoint.negotiation.tracks_available([publication.remote()])
-                )
+                endpoint.emit(endpoint.negotiation.tracks_available(remote))
 
     def unpublish(self, origin: Endpoint, track_id: str) -> None:
         publication = origin.publications.pop(track_id, None)
