@@ -17,6 +17,7 @@ import pytest
 from callbot.errors import ReplyError
 from callbot.phoenix.client import Socket
 from callbot.server.app import ReferenceServer
+from callbot.server.call_server import CallServer
 from callbot.server.clock import ManualClock
 from callbot.server.settings import RoomConfig, ServerSettings
 from tests.callbot.raw_phoenix import Frame, RawClient
@@ -115,6 +116,12 @@ async def member(
     if join_call:
         assert (await joined.request("join_call", {}))["status"] == "ok"
     return joined
+
+
+def call_of(server: ReferenceServer, room: str = "r1") -> CallServer:
+    call = server.call(room)
+    assert call is not None, f"no call in {room}"
+    return call
 
 
 async def settle(*members: Member) -> None:
@@ -282,7 +289,7 @@ async def test_get_participants_needs_no_call(
     bob = await member(server, stack, "bob")
     table = (await watcher.request("get_participants", {}))["response"]["participants"]
     assert list(table) == ["bob"]
-    assert table["bob"]["endpoint_id"] == server.call("r1").endpoint_of("bob")  # type: ignore[union-attr]
+    assert table["bob"]["endpoint_id"] == call_of(server).endpoint_of("bob")
     assert (await bob.request("join_call", {}))["status"] == "ok"
 
 
@@ -318,7 +325,7 @@ async def test_events_before_join_call_get_not_in_call(
     # nothing reached the call
     await settle(alice, bob)
     assert bob.client.drain() == []
-    assert list(server.call("r1").participants) == ["bob"]  # type: ignore[union-attr]
+    assert list(call_of(server).participants) == ["bob"]
 
 
 async def test_after_leave_call_events_are_not_in_call_again(
@@ -369,7 +376,7 @@ async def test_set_quality_ignores_its_argument(
     assert await alice.request("set_quality", {"quality": "low"}) == OK
     await settle(bob)
     assert [f[4] for f in bob.pushes("quality_changed")] == [{"quality": "high"}] * 2
-    assert server.call("r1").quality_profile == "low"  # type: ignore[union-attr]
+    assert call_of(server).quality_profile == "low"
 
 
 async def test_speaking_and_attention_have_no_reply(
@@ -471,7 +478,7 @@ async def test_request_quality_tier_crashes_every_receiving_channel(
     assert left[4] == {"user_id": "bob"}
     await settle(alice)
     assert alice.pushes("quality_tier_request") == []
-    assert list(server.call("r1").participants) == ["alice"]  # type: ignore[union-attr]
+    assert list(call_of(server).participants) == ["alice"]
 
 
 async def test_request_quality_tier_crash_switched_off(
@@ -487,7 +494,7 @@ async def test_request_quality_tier_crash_switched_off(
         {"from_user_id": "alice", **request}
     ]
     assert bob.pushes("phx_error") == []
-    assert sorted(server.call("r1").participants) == ["alice", "bob"]  # type: ignore[union-attr]
+    assert sorted(call_of(server).participants) == ["alice", "bob"]
 
 
 # -- join_ref, crashes ------------------------------------------------------------
@@ -565,7 +572,7 @@ async def test_bad_event_crashes_the_channel_and_leaves_the_call(
     await settle(bob)
     assert [f[4] for f in bob.pushes("participant_left")] == [{"user_id": "alice"}]
     assert [f[4] for f in bob.pushes("quality_changed")] == [{"quality": "high"}] * 2
-    assert list(server.call("r1").participants) == ["bob"]  # type: ignore[union-attr]
+    assert list(call_of(server).participants) == ["bob"]
 
     # the channel is gone: the topic is unmatched until a new join
     ref = await alice.push("get_participants", {})
@@ -582,7 +589,7 @@ async def test_bad_event_ignored_when_crashes_are_switched_off(
     ref = await alice.push("raise_hand", {})
     await settle(alice)
     assert not any(f[1] == ref or f[3] == "phx_error" for f in alice.client.frames)
-    assert list(server.call("r1").participants) == ["alice"]  # type: ignore[union-attr]
+    assert list(call_of(server).participants) == ["alice"]
 
 
 async def test_test_control_crash_channel_sends_phx_error_and_leaves(
@@ -654,7 +661,7 @@ async def test_socket_close_leaves_the_call(
     bob = await member(server, stack, "bob")
     await alice.client.close()
     await left_twice(bob, "alice")
-    assert list(server.call("r1").participants) == ["bob"]  # type: ignore[union-attr]
+    assert list(call_of(server).participants) == ["bob"]
 
 
 async def test_duplicate_join_closes_the_old_channel_and_leaves_the_call(
@@ -687,4 +694,4 @@ async def test_quality_tier_request_reaches_the_senders_other_channels(
     assert error[0] == alice_tab.join_ref
     # the tab never joined the call, so the sender stays in it
     await settle(alice)
-    assert list(server.call("r1").participants) == ["alice"]  # type: ignore[union-attr]
+    assert list(call_of(server).participants) == ["alice"]

@@ -486,4 +486,27 @@ async def test_disconnect_removes_the_participant_without_crash(
     # the engine path: no quality_changed, alice's channel still "in the call"
     await bob.barrier()
     assert bob.client.drain("quality_changed") == []
-    assert (await alice.request("leave_call", {}))["status"] == "ok"
+    # the CallServer no longer knows her: leave_call is still ok
+    assert await alice.request("leave_call", {}) == {"status": "ok", "response": {}}
+
+
+async def test_too_few_receive_transceivers_crash_the_receiver_only(
+    make_server: ServerMaker, stack: AsyncExitStack
+) -> None:
+    server = await make_server()
+    alice, bob = await pair(server, stack)
+    sdp, mids = await client_offer(stack, alice.endpoint_id, ("audio", "video"))
+    await alice.send_custom("sdpOffer", offer_event(integer_foundations(sdp), mids))
+    alice.offered = True
+    await alice.media("sdpAnswer", timeout=10.0)
+
+    added = await bob.media("tracksAdded")
+    assert added["endpointId"] == alice.endpoint_id
+    assert sorted(added["tracks"]) == sorted(mids.values())
+    assert (await bob.media("offerData"))["tracksTypes"] == {"audio": 1, "video": 1}
+    # bob offers one audio receiver where one audio and one video are needed
+    short, own = await client_offer(stack, bob.endpoint_id, receive={"audio": 1})
+    await bob.send_custom("sdpOffer", offer_event(integer_foundations(short), own))
+
+    await crashed(server, alice, bob, user_id="bob")
+    await still_answers(alice, stack)
