@@ -39,7 +39,10 @@ class WorkerBot:
         self._changed = asyncio.Event()
 
     async def start(self) -> WorkerBot:
-        env = {**os.environ, "CALLBOT_LOG_LEVEL": os.environ.get("CALLBOT_LOG_LEVEL", "INFO")}
+        env = {
+            **os.environ,
+            "CALLBOT_LOG_LEVEL": os.environ.get("CALLBOT_LOG_LEVEL", "INFO"),
+        }
         self.process = await asyncio.create_subprocess_exec(
             *WORKER,
             stdin=asyncio.subprocess.PIPE,
@@ -87,7 +90,9 @@ class WorkerBot:
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [
-            r for r in self.reports if r.get("type") == "event" and r.get("event") == name
+            r
+            for r in self.reports
+            if r.get("type") == "event" and r.get("event") == name
         ]
 
     def inbound(self, kind: str, from_user_id: str) -> list[dict[str, Any]]:
@@ -155,7 +160,9 @@ class WorkerBot:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def start_bots(server_url: str, room_id: str, *user_ids: str, **config: Any) -> list[WorkerBot]:
+async def start_bots(
+    server_url: str, room_id: str, *user_ids: str, **config: Any
+) -> list[WorkerBot]:
     return [await WorkerBot(server_url, room_id, u, **config).start() for u in user_ids]
 
 

@@ -105,12 +105,14 @@ async def test_a_third_bot_joins_mid_call_and_its_leaving_ends_its_tracks(
         assert code == 0 and carol.status == "left"
         for bot in bots[:2]:
             await bot.wait_for(
-                lambda b=bot: any(  # type: ignore[misc]
-                    e["user_id"] == "carol" for e in b.events("participant_left")
-                )
-                and any(e["user_id"] == "carol" for e in b.events("tracks_removed"))
-                and all(t["ended"] for t in b.inbound("video", "carol"))
-                and all(t["ended"] for t in b.inbound("audio", "carol")),
+                lambda b=bot: (
+                    any(  # type: ignore[misc]
+                        e["user_id"] == "carol" for e in b.events("participant_left")
+                    )
+                    and any(e["user_id"] == "carol" for e in b.events("tracks_removed"))
+                    and all(t["ended"] for t in b.inbound("video", "carol"))
+                    and all(t["ended"] for t in b.inbound("audio", "carol"))
+                ),
                 5,
                 "carol's tracks to end",
             )
@@ -150,9 +152,7 @@ async def test_after_its_channel_crashes_the_bot_is_back_with_media_both_ways(
 
         await alice.wait_for(recovered, 5, "recovery with media")
         assert alice.stats["endpoint_id"] != first_endpoint
-        assert any(
-            e.get("user_id") == "alice" for e in bob.events("participant_left")
-        )
+        assert any(e.get("user_id") == "alice" for e in bob.events("participant_left"))
     finally:
         await stop_bots(bots)
 
@@ -169,9 +169,11 @@ async def test_after_its_endpoint_crashes_the_bot_joins_the_call_again(
         await server.crash_endpoint(ROOM, "bob")
 
         await bob.wait_for(
-            lambda: bob.stats.get("joins") == 2
-            and bob.video_frames("alice") >= 3
-            and alice.video_frames("bob") >= 3,
+            lambda: (
+                bob.stats.get("joins") == 2
+                and bob.video_frames("alice") >= 3
+                and alice.video_frames("bob") >= 3
+            ),
             5,
             "rejoin after the endpoint crash",
         )
