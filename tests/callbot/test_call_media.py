@@ -187,7 +187,7 @@ async def test_media_events_the_bot_cannot_use_are_logged_and_the_call_goes_on(
     server: ReferenceServer,
 ) -> None:
     bots = await start_bots(server.url, ROOM, "alice", "bob")
-    alice, bob = bots
+    alice, _bob = bots
     try:
         await alice.wait_for(lambda: receiving(alice, "bob", 10, 1.0), 20)
         call = server.call(ROOM)
