@@ -1,9 +1,9 @@
 """``python -m callbot.bot.worker``: one bot in its own process.
 
 stdin: one JSON line with a :class:`BotConfig` plus ``"bot_id"``, then command
-lines (``{"cmd": "leave"}``). stdout: one JSON report per line and nothing
-else; logs go to stderr. Exit 0 after leaving, 1 when the bot failed, 2 on a
-configuration that cannot be read.
+lines (``{"cmd": "leave"}``, ``{"cmd": "attention", "level": "low"}``). stdout:
+one JSON report per line and nothing else; logs go to stderr. Exit 0 after
+leaving, 1 when the bot failed, 2 on a configuration that cannot be read.
 """
 
 from __future__ import annotations
@@ -60,6 +60,12 @@ def _read_commands(bot: Bot, loop: asyncio.AbstractEventLoop, stream: TextIO) ->
             continue
         if isinstance(command, dict) and command.get("cmd") == "leave":
             loop.call_soon_threadsafe(bot.leave)
+        elif isinstance(command, dict) and command.get("cmd") == "attention":
+            level = command.get("level")
+            if level in ("high", "medium", "low"):
+                loop.call_soon_threadsafe(bot.set_attention, str(level))
+            else:
+                logger.warning("attention level %r ignored", level)
         else:
             logger.warning("unknown command ignored: %.80s", line)
     # stdin closed: the launcher is gone, so leave.

@@ -144,6 +144,14 @@ class Roster:
             changed = bool(self.participants)
             self.participants.clear()
             return changed
+        if isinstance(event, ev.AdaptiveQualityChanged):
+            # The server makes everyone active without a tier_changed each.
+            if event.enabled:
+                return False
+            changed = any(p.tier != "active" for p in self.participants.values())
+            for entry in self.participants.values():
+                entry.tier = "active"
+            return changed
 
         user_id = getattr(event, "user_id", None)
         participant = self.participants.get(user_id) if user_id else None
