@@ -142,5 +142,35 @@ def build_app(settings: ControlPlaneSettings, log_level: str | None = None) -> A
     )
 
 
+class KeysCommand:
+    """``callbot keys create``: make an API key and print it once."""
+
+    name = "keys"
+    help = "manage the control plane's API keys"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True)
+        create = actions.add_parser("create", help="make a key and print it")
+        create.add_argument("--name", default="default", help="who the key is for")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from api.keys import create_key
+        from api.settings import ControlPlaneSettings
+        from api.store import Store
+
+        settings = ControlPlaneSettings()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.resolved_database_url())
+        try:
+            key_id, key = create_key(store, args.name)
+        finally:
+            store.close()
+        logger.info("created API key %s (%s)", key_id, args.name)
+        # The key itself is shown only here; the store keeps its hash.
+        print(key, flush=True)
+        return 0
+
+
 serve_command = ServeCommand()
+keys_command = KeysCommand()
 demo_command = DemoCommand()

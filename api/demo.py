@@ -15,7 +15,9 @@ import httpx
 import uvicorn
 
 from api.app import create_app
+from api.keys import create_key
 from api.launcher import LocalProcessLauncher
+from api.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +27,22 @@ LEAVE_WAIT = 15.0
 
 
 @contextlib.asynccontextmanager
-async def control_plane(launcher: LocalProcessLauncher) -> AsyncIterator[str]:
-    """Serve the REST app on a free loopback port; yields its base URL."""
+async def control_plane(
+    launcher: LocalProcessLauncher,
+) -> AsyncIterator[tuple[str, str]]:
+    """Serve the REST app on a free loopback port; yields its URL and an API key."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
+    # The demo's own in-memory store, with a key made for this run only.
+    store = Store("sqlite://")
+    _, key = create_key(store, "demo")
     config = uvicorn.Config(
-        create_app(launcher), log_config=None, access_log=False, lifespan="on"
+        create_app(launcher, store=store, own_store=True),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="control-plane")
@@ -42,7 +52,7 @@ async def control_plane(launcher: LocalProcessLauncher) -> AsyncIterator[str]:
                 task.result()
                 raise RuntimeError("the control plane stopped while starting")
             await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", key
     finally:
         server.should_exit = True
         await task
@@ -185,8 +195,12 @@ async def run_demo(
         async with (
             control_plane(
                 LocalProcessLauncher(env={"CALLBOT_LOG_LEVEL": log_level})
-            ) as base_url,
-            httpx.AsyncClient(base_url=base_url, timeout=10.0) as client,
+            ) as (base_url, key),
+            httpx.AsyncClient(
+                base_url=base_url,
+                timeout=10.0,
+                headers={"Authorization": f"Bearer {key}"},
+            ) as client,
         ):
             print(f"control plane on {base_url}", flush=True)
             summary = await _drive(client, server.url, duration)

@@ -82,6 +82,10 @@ class Launcher(ABC):
         """Stop watching, leaving every bot running for the next control plane."""
         await self.close()
 
+    def logs(self, record: BotRecord, lines: int) -> list[str]:
+        """The last lines the bot's worker logged."""
+        return record.log_tail[-lines:]
+
     def _changed(self, record: BotRecord) -> None:
         if self.on_change is not None:
             try:
@@ -250,6 +254,11 @@ class LocalProcessLauncher(Launcher):
         await self._stop_following()
         if self._own_dir:
             shutil.rmtree(self._bots_dir, ignore_errors=True)
+
+    def logs(self, record: BotRecord, lines: int) -> list[str]:
+        if record.state_dir is None:
+            return super().logs(record, lines)
+        return BotDir(Path(record.state_dir)).log_tail(lines)
 
     async def detach(self) -> None:
         self._closing = True

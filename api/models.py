@@ -46,6 +46,26 @@ class CreateBot(BaseModel):
         description="The participant identity; generated when absent.",
     )
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Where this bot's events are also sent, http:// or https://.",
+    )
+    max_duration: float | None = Field(
+        default=None, gt=0, le=7 * 86400, description="Leave after this many s."
+    )
+    alone_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=86400,
+        description="Leave after this many s alone in the call, once someone came.",
+    )
+    nobody_joined_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=86400,
+        description="Leave if nobody else is in the call this many s after joining.",
+    )
     plugins: list[PluginSpec] = Field(
         default_factory=list,
         max_length=20,
@@ -62,6 +82,16 @@ class CreateBot(BaseModel):
             validate_specs(value)
         except PluginError as exc:
             raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("webhook_url must be an http:// or https:// URL")
         return value
 
     @field_validator("server_url")
@@ -224,6 +254,9 @@ class ErrorDetail(BaseModel):
     code: str
     message: str
     retryable: bool
+    request_id: str | None = Field(
+        default=None, description="The X-Request-ID of the request, for support."
+    )
 
 
 class ErrorBody(BaseModel):
@@ -250,3 +283,68 @@ class Health(BaseModel):
     """The answer of the health probes."""
 
     status: Literal["live", "ready"]
+
+
+class Event(BaseModel):
+    """One event of a bot; ``seq`` orders all events, ``event_id`` never changes."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "5b0e8a4e-3f0c-4c1e-9a53-1f2f0f6c2d11",
+                    "seq": 42,
+                    "bot_id": "b-3f2a9c1d",
+                    "type": "status",
+                    "data": {"status": "in_call", "previous": "connecting"},
+                    "ts": 1764840001.2,
+                }
+            ]
+        }
+    )
+
+    event_id: str
+    seq: int
+    bot_id: str
+    type: str = Field(
+        description="status, joined, participant_joined, participant_left, ..."
+    )
+    data: dict[str, Any]
+    ts: float
+
+
+class EventPage(BaseModel):
+    """A page of events; ask again with ``after=next_after`` for more."""
+
+    events: list[Event]
+    next_after: int | None = Field(
+        default=None, description="Pass as ?after= for the next page; null at the end."
+    )
+
+
+class WebhookDelivery(BaseModel):
+    """One webhook delivery of one event, with its attempts so far."""
+
+    event_id: str
+    event_type: str
+    url: str
+    attempts: int
+    delivered: bool
+    done: bool
+    last_status: int | None = None
+    last_error: str | None = None
+    next_attempt_at: float | None = None
+    updated_at: float
+
+
+class DeliveryLog(BaseModel):
+    """The answer to ``GET /bots/{id}/webhooks``."""
+
+    deliveries: list[WebhookDelivery]
+
+
+class LogLines(BaseModel):
+    """The last lines a bot's worker logged."""
+
+    bot_id: str
+    lines: list[str]

@@ -112,6 +112,8 @@ class BotRecord:
         self.in_call_at: float | None = None
         self.first_frame_at: float | None = None
         self.refused_transitions = 0
+        # The control plane's leave rules (api.leaverules), as plain values.
+        self.leave_rules: dict[str, float | None] | None = None
         self.endpoint_id: str | None = None
         self.participants: list[str] = []
         self.exit_code: int | None = None
@@ -173,6 +175,7 @@ class BotRecord:
             "first_report_at": self.first_report_at,
             "in_call_at": self.in_call_at,
             "first_frame_at": self.first_frame_at,
+            "leave_rules": self.leave_rules,
         }
 
     def restore(self, snapshot: dict[str, Any], history: list[StatusChange]) -> None:
@@ -190,6 +193,7 @@ class BotRecord:
         self.first_report_at = snapshot.get("first_report_at")
         self.in_call_at = snapshot.get("in_call_at")
         self.first_frame_at = snapshot.get("first_frame_at")
+        self.leave_rules = snapshot.get("leave_rules")
         self.history = list(history)
         self._changes = Changes()
 

@@ -22,6 +22,9 @@ class ControlPlaneSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_bots: int = Field(default=50, ge=1)
+    # New bots are refused (503) while the 1-minute load per core is above
+    # this; off when unset.
+    max_load: float | None = Field(default=None, gt=0)
     leave_timeout: float = Field(default=10.0, gt=0)
     # The addresses the bots' ICE may use (a JSON list in the environment).
     ice_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1"])

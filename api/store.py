@@ -8,7 +8,7 @@ Alembic migrations in ``api/migrations`` when the store opens.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +81,8 @@ class Store:
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Webhooks every event goes to, besides its bot's own webhook_url.
+        self.webhook_urls: list[str] = []
         with self.engine.begin() as connection:
             migrate(connection)
         logger.info("store open on %s", self.engine.url.render_as_string())
@@ -175,6 +177,27 @@ class Store:
         session.flush()
         for stored, row in zip(changes.events, rows, strict=True):
             stored.seq = row.seq
+
+        # Deliveries are queued in the same transaction as their events, so
+        # a crash between the two cannot lose a webhook.
+        urls = list(self.webhook_urls)
+        if record.webhook_url is not None and record.webhook_url not in urls:
+            urls.append(record.webhook_url)
+        now = record.updated_at
+        session.add_all(
+            DeliveryRow(
+                event_id=e.event_id,
+                url=url,
+                attempts=0,
+                done=False,
+                delivered=False,
+                next_attempt_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+            for e in changes.events
+            for url in urls
+        )
         return changes.events
 
     def delete_bot(self, bot_id: str) -> None:
@@ -288,25 +311,6 @@ class Store:
             return [_event(r) for r in rows]
 
     # ------------------------------------------------------------ webhooks
-
-    def add_deliveries(self, pairs: Sequence[tuple[str, str]], now: float) -> None:
-        """Queue (event_id, url) deliveries, due at once."""
-        if not pairs:
-            return
-        with self._session() as session:
-            session.add_all(
-                DeliveryRow(
-                    event_id=event_id,
-                    url=url,
-                    attempts=0,
-                    done=False,
-                    delivered=False,
-                    next_attempt_at=now,
-                    created_at=now,
-                    updated_at=now,
-                )
-                for event_id, url in pairs
-            )
 
     def due_deliveries(self, now: float, limit: int = 50) -> list[Delivery]:
         with self._session() as session:

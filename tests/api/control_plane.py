@@ -37,14 +37,28 @@ class ServeProcess:
             "CALLBOT_WORKER_COMMAND": json.dumps([sys.executable, FAKE_WORKER, mode]),
             **env,
         }
+        self.env = dict(os.environ, **variables)
         self.log = open(data_dir.parent / f"serve-{self.port}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [CALLBOT, "serve"],
-            env=dict(os.environ, **variables),
+            env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
         self.headers: dict[str, str] = {}
+
+    def create_key(self) -> str:
+        """``callbot keys create`` on this data directory; uses the key from now on."""
+        out = subprocess.run(
+            [CALLBOT, "keys", "create", "--name", "tests"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        key = out.stdout.strip().splitlines()[-1]
+        self.headers["Authorization"] = f"Bearer {key}"
+        return key
 
     def wait_live(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout

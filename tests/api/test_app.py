@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from api.app import create_app
+from api.keys import create_key
 from api.launcher import Launcher, LaunchError
 from api.record import BotRecord
+from api.store import Store
 
 SERVER_URL = "ws://127.0.0.1:4000/socket"
 
@@ -48,10 +50,27 @@ def launcher() -> FakeLauncher:
 
 
 @pytest.fixture
-async def client(launcher: FakeLauncher) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(launcher, max_bots=3)
+def store() -> Iterator[Store]:
+    s = Store("sqlite://")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+async def client(
+    launcher: FakeLauncher, store: Store
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(launcher, store=store, max_bots=3)
+    _, key = create_key(store, "tests")
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://cp") as c:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=transport,
+            base_url="http://cp",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as c,
+    ):
         yield c
 
 
@@ -84,9 +103,15 @@ async def test_post_starts_a_bot_and_answers_201_with_its_id(
 async def test_the_control_planes_ice_addresses_reach_the_worker(
     launcher: FakeLauncher,
 ) -> None:
-    app = create_app(launcher, ice_addresses=["10.1.2.3"])
+    store = Store("sqlite://")
+    app = create_app(launcher, store=store, ice_addresses=["10.1.2.3"])
+    _, key = create_key(store, "tests")
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://cp") as c:
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://cp",
+        headers={"Authorization": f"Bearer {key}"},
+    ) as c:
         assert (await create(c, user_id="bot-1")).status_code == 201
 
     [record] = launcher.started
@@ -160,14 +185,18 @@ async def test_delete_asks_the_bot_to_leave_and_answers_202(
 async def test_an_unknown_bot_is_404_bot_not_found(
     client: httpx.AsyncClient, method: str
 ) -> None:
-    response = await client.request(method, "/bots/b-nope")
+    response = await client.request(
+        method, "/bots/b-nope", headers={"X-Request-ID": "req-42"}
+    )
 
     assert response.status_code == 404
+    assert response.headers["x-request-id"] == "req-42"
     assert response.json() == {
         "error": {
             "code": "bot_not_found",
             "message": "no bot with id b-nope",
             "retryable": False,
+            "request_id": "req-42",
         }
     }
 
@@ -232,11 +261,14 @@ async def test_a_launch_failure_is_503_retryable_and_registers_nothing(
     response = await create(client)
 
     assert response.status_code == 503
-    assert response.json()["error"] == {
+    error = response.json()["error"]
+    assert error == {
         "code": "launch_failed",
         "message": "cannot start the bot worker: no such file",
         "retryable": True,
+        "request_id": response.headers["x-request-id"],
     }
+    assert response.headers["retry-after"] == "5"
     assert (await client.get("/bots")).json()["bots"] == []
 
 

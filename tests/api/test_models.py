@@ -9,8 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from api.app import create_app
+from api.keys import create_key
 from api.models import CreateBot
 from api.record import BotRecord
+from api.store import Store
 
 BODY = {"server_url": "ws://127.0.0.1:4000/socket", "room_id": "lobby"}
 
@@ -60,9 +62,14 @@ class Launcher:
 
 async def test_post_bots_answers_422_for_an_unknown_plugin_and_passes_plugins() -> None:
     launcher = Launcher()
-    app = create_app(launcher)  # type: ignore[arg-type]
+    store = Store("sqlite://")
+    _, key = create_key(store, "tests")
+    app = create_app(launcher, store=store)  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://t", headers=auth
+    ) as client:
         bad = await client.post("/bots", json={**BODY, "plugins": [{"name": "x"}]})
         good = await client.post(
             "/bots", json={**BODY, "plugins": [{"name": "recorder"}]}

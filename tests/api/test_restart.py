@@ -53,6 +53,7 @@ def test_bots_outlive_a_sigkilled_control_plane_and_the_next_one_stops_them(
     second: ServeProcess | None = None
     try:
         first.wait_live()
+        key = first.create_key()
         ids = [
             first.request("POST", "/bots", json={**BODY, "user_id": u}).json()["id"]
             for u in ("bot-1", "bot-2")
@@ -65,6 +66,7 @@ def test_bots_outlive_a_sigkilled_control_plane_and_the_next_one_stops_them(
         assert all(alive(pid) for pid in pids)
 
         second = ServeProcess(data)
+        second.headers["Authorization"] = f"Bearer {key}"
         second.wait_live()
         after = bots(second)
         assert sorted(after) == sorted(ids)

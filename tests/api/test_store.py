@@ -137,11 +137,16 @@ def test_an_idempotency_key_is_unique(store: Store) -> None:
 
 
 def test_deliveries_are_due_retried_and_logged(store: Store) -> None:
+    store.webhook_urls = ["http://127.0.0.1:8/all"]
     record = make_record()
     [starting] = store.add_bot(record)
-    store.add_deliveries([(starting.event_id, "http://127.0.0.1:9/hook")], now=100.0)
 
-    [due] = store.due_deliveries(now=100.0)
+    # Queued with the event: the global webhook and the bot's own.
+    assert sorted(d.url for d in store.due_deliveries(now=100.0)) == [
+        "http://127.0.0.1:8/all",
+        "http://127.0.0.1:9/hook",
+    ]
+    [due] = [d for d in store.due_deliveries(now=100.0) if d.url.endswith("/hook")]
     assert (due.event.event_id, due.attempts) == (starting.event_id, 0)
     store.record_attempt(
         due.id,
@@ -151,9 +156,10 @@ def test_deliveries_are_due_retried_and_logged(store: Store) -> None:
         delivered=False,
         next_attempt_at=101.0,
     )
-    assert store.due_deliveries(now=100.5) == []
-    assert store.next_delivery_at() == 101.0
-    [again] = store.due_deliveries(now=101.0)
+    assert [d.url for d in store.due_deliveries(now=100.5)] == [
+        "http://127.0.0.1:8/all"
+    ]
+    [again] = [d for d in store.due_deliveries(now=101.0) if d.url.endswith("/hook")]
     store.record_attempt(
         again.id,
         now=101.1,
@@ -163,9 +169,10 @@ def test_deliveries_are_due_retried_and_logged(store: Store) -> None:
         next_attempt_at=None,
     )
 
-    [log] = store.deliveries("b-1")
-    assert (log["attempts"], log["delivered"], log["last_status"]) == (2, True, 200)
-    assert store.next_delivery_at() is None
+    log = {d["url"]: d for d in store.deliveries("b-1")}
+    hook = log["http://127.0.0.1:9/hook"]
+    assert (hook["attempts"], hook["delivered"], hook["last_status"]) == (2, True, 200)
+    assert log["http://127.0.0.1:8/all"]["attempts"] == 0
 
 
 def test_a_bot_that_never_started_is_forgotten_with_its_events(store: Store) -> None:
