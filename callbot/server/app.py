@@ -346,6 +346,12 @@ class _AdminServer:
 
     async def start(self) -> int:
         port: int = self._sock.getsockname()[1]
+        # startup() needs what serve() prepares first; serve() itself would
+        # take over the process's signal handlers.
+        config = self._uvicorn.config
+        if not config.loaded:
+            config.load()
+        self._uvicorn.lifespan = config.lifespan_class(config)
         await self._uvicorn.startup(sockets=[self._sock])
         self._task = asyncio.get_running_loop().create_task(self._uvicorn.main_loop())
         logger.info("admin HTTP on http://127.0.0.1:%d", port)
