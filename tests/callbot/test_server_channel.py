@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from callbot.errors import ReplyError
@@ -695,3 +696,43 @@ async def test_quality_tier_request_reaches_the_senders_other_channels(
     # the tab never joined the call, so the sender stays in it
     await settle(alice)
     assert list(call_of(server).participants) == ["alice"]
+
+
+# -- admin HTTP -----------------------------------------------------------------
+
+
+async def test_admin_http_is_off_by_default(server: ReferenceServer) -> None:
+    assert server.admin_url is None
+
+
+async def test_admin_http_drives_the_test_control(
+    make_server: ServerMaker, stack: AsyncExitStack
+) -> None:
+    server = await make_server(admin_port=0)
+    assert server.admin_url is not None
+    assert server.admin_url.startswith("http://127.0.0.1:")
+    alice = await member(server, stack, "alice")
+    bob = await member(server, stack, "bob")
+    async with httpx.AsyncClient(base_url=server.admin_url, timeout=5) as http:
+        rooms = (await http.get("/rooms")).json()
+        assert rooms == {"rooms": ["r1", "team"], "calls": ["r1"]}
+        table = (await http.get("/rooms/r1/participants")).json()["participants"]
+        assert sorted(table) == ["alice", "bob"]
+
+        assert (await http.post("/clock/advance", json={"ms": 5000})).json() == {
+            "monotonic_ms": 5000
+        }
+        missing = await http.post("/rooms/r1/channels/nobody/crash")
+        assert missing.status_code == 404
+
+        crash = await http.post("/rooms/r1/channels/alice/crash")
+        assert crash.status_code == 200 and crash.json() == {"crashed": "alice"}
+        error = await alice.client.take(lambda f: f[3] == "phx_error")
+        assert error[0] == alice.join_ref
+        await left_twice(bob, "alice")
+
+        crash = await http.post("/rooms/r1/endpoints/bob/crash")
+        assert crash.status_code == 200
+        left = await bob.client.take(lambda f: f[3] == "participant_left")
+        assert left[4] == {"user_id": "bob", "crashed": True}
+        assert (await http.get("/candidates")).json() == {"received_candidates": []}
