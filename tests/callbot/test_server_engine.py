@@ -120,9 +120,16 @@ def make_server(stack: AsyncExitStack) -> ServerMaker:
         server = ReferenceServer(ServerSettings(port=0, **settings), ManualClock())
         await server.start()
         stack.push_async_callback(server.stop)
+        stack.callback(only_loopback_candidates, server)
         return server
 
     return make
+
+
+def only_loopback_candidates(server: ReferenceServer) -> None:
+    """Every ICE candidate the server received is on 127.0.0.1."""
+    for candidate in server.received_candidates:
+        assert candidate.split()[4] == "127.0.0.1", candidate
 
 
 async def participant(
