@@ -517,3 +517,60 @@ async def test_too_few_receive_transceivers_crash_the_receiver_only(
 
     await crashed(server, alice, bob, user_id="bob")
     await still_answers(alice, stack)
+
+
+async def test_answer_keeps_opus_and_vp8_and_track_added_follows(
+    make_server: ServerMaker, stack: AsyncExitStack
+) -> None:
+    server = await make_server()
+    alice, bob = await pair(server, stack)
+    sdp, mids = await client_offer(stack, alice.endpoint_id, ("audio", "video"))
+    assert "H264/90000" in sdp and "PCMU/8000" in sdp
+
+    await alice.send_custom("sdpOffer", offer_event(integer_foundations(sdp), mids))
+    alice.offered = True
+    answer = await alice.media("sdpAnswer", timeout=10.0)
+
+    lines = answer["sdp"].split("\r\n")
+    codecs = sorted(
+        {line.split(" ", 1)[1].split("/")[0] for line in lines if "a=rtpmap:" in line}
+    )
+    assert codecs == ["VP8", "opus", "rtx"]
+    assert not any("goog-remb" in line for line in lines)
+    assert "a=extmap-allow-mixed" in lines
+    assert lines.count("a=setup:active") == 2
+    assert lines.count("a=recvonly") == 2
+    assert answer["midToTrackId"] == mids
+
+    # the answer first, then track_added for each track, twice, to everyone
+    await settle_all(alice, bob)
+    expected = [(mids["0"], "audio", "opus"), (mids["1"], "video", "VP8")]
+    for member in (alice, bob):
+        added = member.client.drain("track_added")
+        assert len(added) == 4
+        assert (
+            sorted({(f[4]["track_id"], f[4]["type"], f[4]["encoding"]) for f in added})
+            == expected
+        )
+        assert all(f[4]["endpoint_id"] == alice.endpoint_id for f in added)
+
+    # bob learns both tracks in one tracksAdded and one offerData
+    added_event = await bob.media("tracksAdded")
+    assert sorted(added_event["tracks"]) == sorted(mids.values())
+    assert added_event["tracks"][mids["1"]] == {
+        "metadata": {},
+        "simulcastConfig": {
+            "enabled": False,
+            "activeEncodings": ["h"],
+            "disabledEncodings": [],
+        },
+    }
+    assert (await bob.media("offerData")) == {
+        "tracksTypes": {"audio": 1, "video": 1},
+        "integratedTurnServers": [],
+    }
+
+
+async def settle_all(*members: Participant) -> None:
+    for member in members:
+        await member.barrier()
