@@ -38,7 +38,7 @@ class RecorderConfig(PluginConfig):
     )
     audio_container: Literal["webm", "ogg"] = "webm"
     flush_interval: float = Field(
-        default=1.0,
+        default=0.5,
         gt=0.05,
         le=2.0,
         description="Seconds of media at most lost if the bot is killed.",

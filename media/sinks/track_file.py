@@ -68,7 +68,7 @@ class TrackFile:
         kind: str,
         *,
         container: str = "webm",
-        flush_interval: float = 1.0,
+        flush_interval: float = 0.5,
     ) -> None:
         if kind not in ("audio", "video"):
             raise ValueError(f"unknown track kind {kind!r}")

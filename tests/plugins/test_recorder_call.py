@@ -97,15 +97,17 @@ class Worker:
         self._log_file.close()
 
 
-async def _first_frame_time(directory: Path) -> float:
+async def _first_frame_time(directory: Path, tracks: int = 4) -> float:
     """Wall time of the first frame any track file got, from the live manifest."""
-    while True:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         for path in directory.glob("*/manifest.json"):
             manifest = json.loads(path.read_text())
             starts = [t["start"] for t in manifest["tracks"] if t["start"] is not None]
-            if len(starts) == 4:
+            if len(starts) == tracks:
                 return float(manifest["started_at"]) + min(starts)
         await asyncio.sleep(0.1)
+    raise AssertionError(f"not all {tracks} tracks started recording")
 
 
 def _bot(url: str, user_id: str, **config: Any) -> dict[str, Any]:
@@ -213,3 +215,47 @@ async def test_recorder_records_two_publishers(tmp_path: Path) -> None:
             expected = sent[track["user_id"]]
             print(f"{track['user_id']}: {frames} frames recorded of {expected} sent")
             assert frames == pytest.approx(expected, rel=0.05)
+
+
+async def test_recording_survives_sigkill_of_its_bot(tmp_path: Path) -> None:
+    recordings = tmp_path / "recordings"
+    async with ReferenceServer(ServerSettings(port=0)) as server:
+        recorder = Worker(
+            _bot(
+                server.url,
+                "rec",
+                video=False,
+                audio=False,
+                plugins=[
+                    {"name": "recorder", "config": {"directory": str(recordings)}}
+                ],
+            ),
+            tmp_path / "rec.log",
+        )
+        publisher = Worker(
+            _bot(server.url, "alice", width=320, height=240), tmp_path / "alice.log"
+        )
+        try:
+            await recorder.start()
+            await recorder.wait_for(lambda: recorder.stats.get("endpoint_id"), 15)
+            await publisher.start()
+            first = await _first_frame_time(recordings, tracks=2)
+            await asyncio.sleep(first + 8.0 - time.time())
+            killed_at = time.time()
+            await recorder.kill()
+        finally:
+            await publisher.kill()
+            await recorder.kill()
+
+    (directory,) = recordings.iterdir()
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert len(manifest["tracks"]) == 2
+    for track in manifest["tracks"]:
+        assert not track["closed"]
+        recorded_until = killed_at - (manifest["started_at"] + track["start"])
+        with av.open(str(directory / track["file"])) as container:
+            stream = container.streams[0]
+            frames = list(container.decode(stream))
+        last = float(frames[-1].time or 0.0)
+        print(f"{track['file']}: media up to {last:.2f} s of {recorded_until:.2f} s")
+        assert recorded_until - 2.0 <= last <= recorded_until + 0.1
