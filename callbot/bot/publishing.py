@@ -9,6 +9,7 @@ listener (the speaking detector) on its way to the encoder.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -51,13 +52,17 @@ class PublishedVideoTrack(MediaStreamTrack):
                 raise TypeError(f"video source gave {type(frame).__name__}")
             self.latest = frame
             settings = self.settings
-            if settings.paused or settings.fps <= 0:
-                continue
             if frame.pts is None or frame.time_base is None:
                 at = None
             else:
                 at = float(frame.pts * frame.time_base)
-            if at is not None and not self._take(at, settings.fps):
+            if (
+                settings.paused
+                or settings.fps <= 0
+                or (at is not None and not self._take(at, settings.fps))
+            ):
+                # Dropped; let others run even if the source never waits.
+                await asyncio.sleep(0)
                 continue
             out = self._shape(frame, settings)
             self.frames += 1
