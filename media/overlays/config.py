@@ -71,7 +71,7 @@ class WaveformConfig(_SensorWidget):
     min_value: float | None = -0.6
     max_value: float | None = 1.4
     # The right edge shows this long ago, so batched data arrives in time.
-    delay_ms: int = Field(default=250, ge=0)
+    delay_ms: int = Field(default=150, ge=0)
     grid: bool = True
 
     @property

@@ -243,8 +243,8 @@ class WaveformStrip(Widget):
         """The value the trace shows in each column (NaN where there is none).
 
         A pixel belongs to the trace when its luma is above the midpoint of
-        the panel's and the trace's; the column's value is the mean height of
-        those pixels, mapped back through the strip's range.
+        the panel's and the trace's; the column's value is the middle of
+        those pixels' extent, mapped back through the strip's range.
         """
         c = self.config
         region = image[c.y : c.y + c.height, c.x : c.x + c.width]
@@ -253,13 +253,45 @@ class WaveformStrip(Widget):
         ink = grey > (trace + float(np.median(grey))) / 2
         rows = np.arange(region.shape[0], dtype=np.float64)[:, None]
         counts = ink.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_row = (ink * rows).sum(axis=0) / counts
-        # Polylines of width 2 centre half a pixel below the point.
-        mean_row = np.where(counts > 0, mean_row - 0.5, np.nan)
+        top = np.where(ink, rows, 0.0).min(axis=0, where=ink, initial=np.inf)
+        bottom = np.where(ink, rows, 0.0).max(axis=0, where=ink, initial=-1.0)
+        top = np.where(counts > 0, top, 0.0)
+        # Polylines of width 2 extend one pixel below the points they join.
+        middle = np.where(counts > 0, (top + bottom - 1.0) / 2, np.nan)
         if low is None or high is None:
             low, high = c.min_value or 0.0, c.max_value or 1.0
-        return np.asarray(low + (1.0 - mean_row / (c.height - 2)) * (high - low))
+        return np.asarray(low + (1.0 - middle / (c.height - 2)) * (high - low))
+
+    def column_values(
+        self,
+        timestamps: npt.NDArray[np.float64],
+        values: npt.NDArray[np.float64],
+        now_ms: int,
+    ) -> npt.NDArray[np.float64]:
+        """What :meth:`read` should give for these samples drawn at ``now_ms``.
+
+        The trace crosses each column from the lowest to the highest value in
+        the column's time span (the line between its samples included), so a
+        column shows the middle of that range.
+        """
+        times = self.column_times(now_ms)
+        half = 500.0 / self.config.pixels_per_second
+        bounds = np.concatenate([times - half, times[-1:] + half])
+        edges = np.interp(bounds, timestamps, values)
+        low = np.minimum(edges[:-1], edges[1:])
+        high = np.maximum(edges[:-1], edges[1:])
+
+        # Columns are adjacent, so each one's samples start where the
+        # previous one's end, and reduceat sees exactly those.
+        starts = np.searchsorted(timestamps, bounds[:-1])
+        ends = np.searchsorted(timestamps, bounds[1:])
+        filled = ends > starts
+        if filled.any():
+            segment = values[: int(ends[filled][-1])]
+            first = starts[filled]
+            low[filled] = np.minimum(low[filled], np.minimum.reduceat(segment, first))
+            high[filled] = np.maximum(high[filled], np.maximum.reduceat(segment, first))
+        return np.asarray((low + high) / 2)
 
 
 class Sparkline(Widget):
