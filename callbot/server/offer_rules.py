@@ -17,7 +17,25 @@ from callbot.server.endpoint_events import EndpointCrash
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 ACCEPTED_CODECS = {"audio": ("opus", 48000, "2"), "video": ("vp8", 90000, None)}
 ENCODINGS = {"audio": "opus", "video": "VP8"}
-_DROPPED_FEEDBACK = ("goog-remb",)
+_TWCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+# What ex_webrtc keeps when offered (§7); everything else is left out.
+KEPT_FEEDBACK = {
+    "audio": ("transport-cc",),
+    "video": ("nack", "nack pli", "ccm fir", "transport-cc"),
+}
+KEPT_EXTENSIONS = {
+    "audio": (
+        "urn:ietf:params:rtp-hdrext:sdes:mid",
+        "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        _TWCC,
+    ),
+    "video": (
+        "urn:ietf:params:rtp-hdrext:sdes:mid",
+        "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+        "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+        _TWCC,
+    ),
+}
 _INTEGER = re.compile(r"^[0-9]+$")
 
 
@@ -165,7 +183,9 @@ def check_offer(sdp: str) -> Offer:
 
 def offer_candidates(sdp: str) -> list[str]:
     """The ``candidate:...`` strings embedded in an SDP."""
-    return [line[2:].strip() for line in sdp.splitlines() if line.startswith("a=candidate:")]
+    return [
+        line[2:].strip() for line in sdp.splitlines() if line.startswith("a=candidate:")
+    ]
 
 
 def foundation(candidate: str) -> str:
@@ -209,7 +229,8 @@ def _accepted_payload_types(section: MediaSection) -> list[str]:
 
 
 def keep_codecs(offer: Offer) -> str:
-    """The offer with VP8 (+ its RTX) and Opus only, and no ``goog-remb``.
+    """The offer with only what ex_webrtc keeps: VP8 (+ RTX), Opus, their
+    feedback and header extensions (no ``goog-remb``, no ``abs-send-time``).
 
     Known limit: an audio/video m-line without any accepted codec crashes the
     endpoint here; the real server answers it rejected (port 0).
@@ -232,7 +253,12 @@ def keep_codecs(offer: Offer) -> str:
                 pt = value.split(" ", 1)[0]
                 if pt != "*" and pt not in keep:
                     continue
-                if name == "rtcp-fb" and any(f in value for f in _DROPPED_FEEDBACK):
+                feedback = value.partition(" ")[2].strip()
+                if name == "rtcp-fb" and feedback not in KEPT_FEEDBACK[section.kind]:
+                    continue
+            elif name == "extmap":
+                parts = value.split()  # "<id>[/direction] <uri> [attributes]"
+                if len(parts) < 2 or parts[1] not in KEPT_EXTENSIONS[section.kind]:
                     continue
             lines.append(line)
     return "\r\n".join(lines) + "\r\n"
