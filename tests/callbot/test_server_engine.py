@@ -537,6 +537,11 @@ async def test_answer_keeps_opus_and_vp8_and_track_added_follows(
     )
     assert codecs == ["VP8", "opus", "rtx"]
     assert not any("goog-remb" in line for line in lines)
+    assert [line.split()[1] for line in lines if line.startswith("a=extmap:")] == [
+        "urn:ietf:params:rtp-hdrext:sdes:mid",
+        "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        "urn:ietf:params:rtp-hdrext:sdes:mid",
+    ]
     assert "a=extmap-allow-mixed" in lines
     assert lines.count("a=setup:active") == 2
     assert lines.count("a=recvonly") == 2

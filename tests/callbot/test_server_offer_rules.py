@@ -15,6 +15,7 @@ from callbot.server.offer_rules import (
     trickle_answer,
 )
 
+TWCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 FINGERPRINT = (
     "sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:"
     "C2:43:F0:A1:58:D0:A1:2C:19:08"
@@ -38,10 +39,14 @@ AUDIO = [
     "a=setup:actpass",
     "a=mid:0",
     "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+    "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    f"a=extmap:3 {TWCC}",
+    "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
     "a=sendonly",
     "a=rtcp-mux",
     "a=rtpmap:111 opus/48000/2",
     "a=rtcp-fb:111 transport-cc",
+    "a=rtcp-fb:111 nack",
     "a=fmtp:111 minptime=10;useinbandfec=1",
     "a=rtpmap:0 PCMU/8000",
     "a=rtpmap:9 G722/8000",
@@ -58,6 +63,12 @@ VIDEO = [
     f"a=fingerprint:{FINGERPRINT}",
     "a=setup:actpass",
     "a=mid:1",
+    "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
+    "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    "a=extmap:5/sendonly urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+    "a=extmap:6 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+    "a=extmap:7 urn:3gpp:video-orientation",
+    f"a=extmap:3 {TWCC}",
     "a=sendonly",
     "a=rtcp-mux",
     "a=rtcp-rsize",
@@ -67,6 +78,7 @@ VIDEO = [
     "a=rtcp-fb:96 ccm fir",
     "a=rtcp-fb:96 nack",
     "a=rtcp-fb:96 nack pli",
+    "a=rtcp-fb:96 rrtr",
     "a=rtpmap:97 rtx/90000",
     "a=fmtp:97 apt=96",
     "a=rtpmap:98 H264/90000",
@@ -218,7 +230,9 @@ def test_offer_without_m_lines_crashes() -> None:
 # -- keep_codecs
 
 
-def test_keep_codecs_leaves_opus_and_vp8_with_its_rtx() -> None:
+def test_keep_codecs_leaves_opus_vp8_rtx_and_their_kept_feedback_and_extensions() -> (
+    None
+):
     kept = parse(keep_codecs(check_offer(sdp())))
     audio, video = kept.media
 
@@ -226,6 +240,11 @@ def test_keep_codecs_leaves_opus_and_vp8_with_its_rtx() -> None:
     assert audio.values("rtpmap") == ["111 opus/48000/2"]
     assert audio.values("fmtp") == ["111 minptime=10;useinbandfec=1"]
     assert audio.values("rtcp-fb") == ["111 transport-cc"]
+    assert audio.values("extmap") == [
+        "1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+        f"3 {TWCC}",
+        "4 urn:ietf:params:rtp-hdrext:sdes:mid",
+    ]
 
     assert video.lines[0] == "m=video 9 UDP/TLS/RTP/SAVPF 96 97"
     assert video.values("rtpmap") == ["96 VP8/90000", "97 rtx/90000"]
@@ -235,6 +254,12 @@ def test_keep_codecs_leaves_opus_and_vp8_with_its_rtx() -> None:
         "96 ccm fir",
         "96 nack",
         "96 nack pli",
+    ]
+    assert video.values("extmap") == [
+        "4 urn:ietf:params:rtp-hdrext:sdes:mid",
+        "5/sendonly urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+        "6 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+        f"3 {TWCC}",
     ]
 
 
@@ -247,9 +272,6 @@ def test_keep_codecs_keeps_everything_else() -> None:
                 0
             ].values(name)
         assert section.direction == "sendonly"
-    assert kept.media[0].values("extmap") == [
-        "1 urn:ietf:params:rtp-hdrext:ssrc-audio-level"
-    ]
 
 
 def test_keep_codecs_needs_the_payload_type_offered_first() -> None:
