@@ -602,6 +602,9 @@ class Bot:
         return call.negotiation.offer_created(sdp, mids)
 
     def _source(self, kind: str) -> MediaStreamTrack:
+        published = self.plugins.source(kind)
+        if published is not None:
+            return published  # a plugin's track is sent as it is
         c = self.config
         if kind == "video":
             overlay = self.sensor_feed.overlay if self.sensor_feed else None

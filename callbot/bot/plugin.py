@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from aiortc import MediaStreamTrack
 from av.frame import Frame
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -219,6 +220,15 @@ class Plugin:
         """The bot leaves: finish and close everything before returning."""
         return None
 
+    def source(self, kind: str) -> MediaStreamTrack | None:
+        """A track the bot publishes instead of its own ``kind`` source, or None.
+
+        Called (synchronously) each time the bot sets up its sending tracks.
+        The track goes to the sender as it is: it may return decoded frames,
+        which aiortc encodes, or ``av.Packet`` s, which it only packetizes.
+        """
+        return None
+
 
 # ---------------------------------------------------------------- discovery
 
@@ -387,6 +397,18 @@ class PluginHost:
         for track in list(self._tracks.values()):
             if track.info.user_id == user_id:
                 self.track_ended(track.track_id)
+
+    def source(self, kind: str) -> MediaStreamTrack | None:
+        """The first plugin's replacement for the bot's ``kind`` source, if any."""
+        for loaded in self._plugins:
+            try:
+                track = loaded.plugin.source(kind)
+            except Exception as exc:
+                self._hook_failed(loaded, "source", exc)
+                continue
+            if track is not None:
+                return track
+        return None
 
     def deliver_decoded(self, track_id: str, frame: object) -> None:
         """Hand a decoded frame of ``track_id`` to whoever listens."""
