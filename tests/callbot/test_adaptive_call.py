@@ -169,7 +169,7 @@ def speech_file(tmp_path: Path) -> Path:
 async def test_speech_makes_the_bot_active_then_recent_then_viewer_at_the_tick(
     server: ReferenceServer, clock: ManualClock, tmp_path: Path
 ) -> None:
-    listener_config = config(server, "listener")
+    listener_config = config(server, "listener", detect_remote_speaking=True)
     speaker_config = config(
         server, "speaker", audio_file=str(speech_file(tmp_path)), audio_file_loop=False
     )
@@ -198,6 +198,12 @@ async def test_speech_makes_the_bot_active_then_recent_then_viewer_at_the_tick(
             )
             await wait_until(
                 lambda: listener.video_frames_from("speaker") > 0, 5, "video"
+            )
+            # The listener's own detector hears the speaker in the received audio.
+            await wait_until(
+                lambda: listener.bot.adaptation.remote_speaking.get("speaker") is True,
+                3,
+                "voice activity in the received audio",
             )
             await asyncio.sleep(max(0.0, active + 0.5 - time.monotonic()))
             fps, bps = await fps_and_bitrate(listener, "speaker")
