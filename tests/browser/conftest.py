@@ -20,6 +20,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = os.environ.get("CALLBOT_CHROMIUM", "/usr/bin/chromium")
+STATE_LINE_LIMIT = 64 * 1024 * 1024
 
 
 class DriverError(RuntimeError):
@@ -41,29 +42,35 @@ class BrowserPeers:
 
     async def _read(self) -> None:
         assert self._process.stdout is not None
-        while line := await self._process.stdout.readline():
-            message = json.loads(line)
-            if message.get("ready") and not self.ready.done():
-                self.ready.set_result(message)
-                continue
-            future = self._waiting.pop(message.get("id"), None)
-            if future is not None and not future.done():
-                future.set_result(message)
-        error = DriverError(f"driver exited; its log:\n{self.log_text()}")
-        if not self.ready.done():
-            self.ready.set_exception(error)
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(error)
-        self._waiting.clear()
+        reason = "driver exited"
+        try:
+            while line := await self._process.stdout.readline():
+                message = json.loads(line)
+                if message.get("ready") and not self.ready.done():
+                    self.ready.set_result(message)
+                    continue
+                future = self._waiting.pop(message.get("id"), None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+        except (ValueError, OSError) as exc:
+            reason = f"reading the driver failed: {exc}"
+            raise
+        finally:
+            error = DriverError(f"{reason}; its log:\n{self.log_text()}")
+            if not self.ready.done():
+                self.ready.set_exception(error)
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(error)
+            self._waiting.clear()
 
     def log_text(self) -> str:
         return self._log.read_text(errors="replace")[-4000:]
 
     async def command(
-        self, cmd: str, timeout: float = 30.0, **args: Any
+        self, cmd: str, reply_timeout: float = 30.0, **args: Any
     ) -> dict[str, Any]:
-        """Send one command and return the driver's answer."""
+        """Send one command and return the driver's answer within ``reply_timeout``."""
         assert self._process.stdin is not None
         ident = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = (
@@ -73,7 +80,7 @@ class BrowserPeers:
         payload = json.dumps({"id": ident, "cmd": cmd, **args})
         self._process.stdin.write(payload.encode() + b"\n")
         await self._process.stdin.drain()
-        answer = await asyncio.wait_for(future, timeout)
+        answer = await asyncio.wait_for(future, reply_timeout)
         if not answer.get("ok"):
             raise DriverError(f"{cmd} failed: {answer.get('error')}")
         return answer
@@ -108,7 +115,11 @@ class BrowserPeers:
     async def wait(self, user: str, until: str, timeout: float) -> bool:
         """Whether the JS expression became truthy on the page in time."""
         answer = await self.command(
-            "wait", timeout=timeout + 10.0, user=user, until=until
+            "wait",
+            reply_timeout=timeout + 10.0,
+            user=user,
+            until=until,
+            timeout=timeout,
         )
         return bool(answer["met"])
 
@@ -159,6 +170,8 @@ async def browser(tmp_path: Path) -> AsyncIterator[BrowserPeers]:
             str(HERE / "driver.mjs"),
             "--control",
             cwd=HERE,
+            # A page's state (every media event with its SDP) is one line.
+            limit=STATE_LINE_LIMIT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,

@@ -33,6 +33,7 @@ const state = {
   mediaEventsSent: [],
   mediaEventsReceived: [],
   offers: [],
+  answers: [],
   localCandidates: [],
   localTracks: [],
   remoteTracksAdded: [],
@@ -41,6 +42,7 @@ const state = {
   endpointsAdded: [],
   endpointsRemoved: [],
   peerConnections: [],
+  selectedPairChanges: [],
   stats: { samples: 0, latest: null },
   left: false,
 };
@@ -70,7 +72,10 @@ window.RTCPeerConnection = function (config, ...rest) {
   pc.addEventListener("iceconnectionstatechange", () =>
     note("ice:" + pc.iceConnectionState),
   );
-  pc.addEventListener("signalingstatechange", () => note("signaling:" + pc.signalingState));
+  pc.addEventListener("signalingstatechange", () => {
+    note("signaling:" + pc.signalingState);
+    watchSelectedPair(pc);
+  });
   pc.addEventListener("icecandidate", (e) => {
     if (!e.candidate) return;
     const c = e.candidate;
@@ -86,6 +91,26 @@ window.RTCPeerConnection = function (config, ...rest) {
   return pc;
 };
 window.RTCPeerConnection.prototype = NativePeerConnection.prototype;
+
+// Every switch of the selected candidate pair, with the ICE generations
+// (ufrags) of both ends: an ICE restart shows as a switch to the new ones.
+const watchedTransports = new WeakSet();
+function watchSelectedPair(pc) {
+  for (const sender of pc.getSenders()) {
+    const ice = sender.transport && sender.transport.iceTransport;
+    if (!ice || watchedTransports.has(ice)) continue;
+    watchedTransports.add(ice);
+    ice.addEventListener("selectedcandidatepairchange", () => {
+      const pair = ice.getSelectedCandidatePair();
+      if (!pair) return;
+      state.selectedPairChanges.push({
+        t: now(),
+        local: { address: pair.local.address, ufrag: pair.local.usernameFragment },
+        remote: { address: pair.remote.address, ufrag: pair.remote.usernameFragment },
+      });
+    });
+  }
+}
 
 const socket = new Socket(params.socket, { params: {} });
 socket.onOpen(() => {
@@ -142,6 +167,9 @@ channel.on("media_event", (payload) => {
     const event = JSON.parse(text);
     const type = event.type === "custom" ? event.data.type : event.type;
     state.mediaEventsReceived.push({ t: now(), type, event });
+    if (type === "sdpAnswer") {
+      state.answers.push({ t: now(), ufrag: ufragOf(event.data.data.sdp) });
+    }
   } catch (e) {
     fail("media_event-parse", e);
   }
@@ -307,7 +335,15 @@ window.leaveCall = () =>
   });
 
 const describeCandidate = (c) =>
-  c ? { address: c.address, port: c.port, type: c.candidateType, protocol: c.protocol } : null;
+  c
+    ? {
+        address: c.address,
+        port: c.port,
+        type: c.candidateType,
+        protocol: c.protocol,
+        ufrag: c.usernameFragment ?? null,
+      }
+    : null;
 
 async function sampleStats() {
   const pc = window.peerConnection;
