@@ -14,6 +14,8 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from numpy.typing import NDArray
 
+from media.markers.framecode import draw_frame_code
+
 # Draws onto a frame's BGR image in place, given the frame's wall-clock time.
 FrameHook = Callable[[NDArray[np.uint8], float], None]
 
@@ -34,8 +36,12 @@ _BARS = (
 class PatternRenderer:
     """Renders frame ``n`` of the pattern as a BGR image (pure, no clock inside)."""
 
-    def __init__(self, name: str, width: int = 640, height: int = 480) -> None:
+    def __init__(
+        self, name: str, width: int = 640, height: int = 480, *, frame_code: bool = True
+    ) -> None:
         self.name = name
+        # The machine-readable counter, send time and flash (media.markers).
+        self.frame_code = frame_code
         self.width = width
         self.height = height
         base = np.zeros((height, width * 2, 3), dtype=np.uint8)
@@ -78,6 +84,8 @@ class PatternRenderer:
             2,
             cv2.LINE_AA,
         )
+        if self.frame_code:
+            draw_frame_code(image, index, wall_clock)
         return image
 
 

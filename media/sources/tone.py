@@ -12,13 +12,20 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from media.markers.beeps import BEEP_FREQUENCY, beep_mask
+
 SAMPLE_RATE = 48_000
 FRAME_SAMPLES = 960  # 20 ms
 AUDIO_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 
 
 class ToneTrack(MediaStreamTrack):
-    """A sine tone, ``amplitude`` of full scale; one second of samples is cached."""
+    """A sine tone, ``amplitude`` of full scale; one second of samples is cached.
+
+    With ``beeps`` the tone changes to 1 kHz, at the same loudness, for the
+    first 100 ms of every wall-clock second, aligned with the pattern's
+    flashes (:mod:`media.markers.beeps`).
+    """
 
     kind = "audio"
 
@@ -28,20 +35,30 @@ class ToneTrack(MediaStreamTrack):
         amplitude: float = 0.2,
         *,
         clock: Callable[[], float] = time.monotonic,
+        beeps: bool = True,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         # A whole second holds a whole number of periods for integer frequencies.
         t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
         wave = amplitude * np.sin(2 * np.pi * frequency * t)
         self._samples = (wave * 32767).astype(np.int16)
+        beep = amplitude * np.sin(2 * np.pi * BEEP_FREQUENCY * t)
+        self._beep = (beep * 32767).astype(np.int16)
+        self.beeps = beeps
+        self._wall_clock = wall_clock
         self.frames = 0
         self._clock = clock
         self._start: float | None = None
 
-    def frame(self, index: int) -> av.AudioFrame:
-        """Audio frame ``index`` (pure)."""
+    def frame(self, index: int, wall_clock: float | None = None) -> av.AudioFrame:
+        """Audio frame ``index``, beeping if it is sent at ``wall_clock`` s (pure)."""
         start = (index * FRAME_SAMPLES) % SAMPLE_RATE
         chunk = self._samples[start : start + FRAME_SAMPLES]
+        if self.beeps and wall_clock is not None:
+            mask = beep_mask(wall_clock, FRAME_SAMPLES, SAMPLE_RATE)
+            if mask.any():
+                chunk = np.where(mask, self._beep[start : start + FRAME_SAMPLES], chunk)
         frame = av.AudioFrame.from_ndarray(
             chunk.reshape(1, -1), format="s16", layout="mono"
         )
@@ -62,4 +79,4 @@ class ToneTrack(MediaStreamTrack):
         elif delay < -1.0:
             self._start = self._clock() - index * FRAME_SAMPLES / SAMPLE_RATE
         self.frames += 1
-        return self.frame(index)
+        return self.frame(index, self._wall_clock())
