@@ -13,6 +13,7 @@ It takes the arrival time of each buffer, never a clock.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 from numpy.typing import NDArray
 
