@@ -25,3 +25,18 @@ def test_latest_and_window():
     ts, vs = history.window("s", "heartrate", since_ms=0)
     assert ts.tolist() == [1950]
     assert history.window("s", "nothing", 0)[0].size == 0
+
+
+def test_long_waveform_keeps_only_the_span_across_growth():
+    history = SensorHistory(seconds=2.0)
+    for chunk in range(40):  # 40 chunks of 125 samples at 250 Hz: 20 s
+        start = chunk * 500
+        ts = tuple(start + 4 * i for i in range(125))
+        history.add([Waveform("s", "ecg", tuple(float(t) for t in ts), ts)])
+    ts, vs = history.window("s", "ecg", since_ms=0)
+    assert ts[0] == 19_996 - 2000 and ts[-1] == 19_996
+    assert vs.tolist() == [float(t) for t in ts.tolist()]
+    assert history.window("s", "ecg", since_ms=19_000)[0].tolist() == list(
+        range(19_000, 19_997, 4)
+    )
+    assert history.latest("s", "ecg") == (19_996, 19_996.0)
