@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket as socketlib
+import time
 from typing import Any
 
 import uvicorn
@@ -22,6 +23,10 @@ from callbot.server.call_server import (
 )
 from callbot.server.calls import Calls
 from callbot.server.clock import Clock, ManualClock, SystemClock
+from callbot.server.network_conditions import (
+    NetworkConditions,
+    NetworkConditionsControl,
+)
 from callbot.server.pubsub import PubSub
 from callbot.server.room_channel import room_channel_factory
 from callbot.server.rooms import RoomStore
@@ -78,6 +83,7 @@ class ReferenceServer:
         )
         self.router.route("room:", room_channel_factory(self.sensors, self.rooms))
         self.port = self.settings.port
+        self.network = NetworkConditionsControl(time.monotonic)
         self.admin_port: int | None = None
         self._server: Server | None = None
         self._sockets: set[UserSocket] = set()
@@ -169,6 +175,43 @@ class ReferenceServer:
         if call is None:
             raise LookupError(f"no call in room {room_id}")
         call.set_adaptive_quality(enabled)
+
+    def published_tracks(self, room_id: str, user_id: str) -> dict[str, str]:
+        """The tracks ``user_id`` publishes in the call: track id -> kind."""
+        from callbot.server.engine import Engine
+
+        call = self.calls.get(room_id)
+        endpoint_id = call.endpoint_of(user_id) if call else None
+        if call is None or endpoint_id is None or not isinstance(call.engine, Engine):
+            raise LookupError(f"{user_id} is not in the call of room {room_id}")
+        endpoint = call.engine.endpoints.get(endpoint_id)
+        if endpoint is None:
+            return {}
+        return {t: p.kind for t, p in endpoint.publications.items()}
+
+    def set_network_conditions(
+        self, room_id: str, track_id: str, conditions: NetworkConditions
+    ) -> int:
+        """Loss, delay or a pause on one track, for its current subscribers.
+
+        Returns how many subscribers it applies to.
+        Known limit: a subscriber that joins later gets the track unimpaired.
+        """
+        from callbot.server.engine import Engine
+
+        call = self.calls.get(room_id)
+        if call is None or not isinstance(call.engine, Engine):
+            raise LookupError(f"no call in room {room_id}")
+        if call.engine.publication(track_id) is None:
+            raise LookupError(f"no track {track_id} in room {room_id}")
+        senders = [
+            transceiver.sender
+            for endpoint in call.engine.endpoints.values()
+            for sent_id, (transceiver, _track) in endpoint.senders.items()
+            if sent_id == track_id
+        ]
+        self.network.apply(room_id, track_id, conditions, senders)
+        return len(senders)
 
     def set_sensor_attention(self, sensor_id: str, level: AttentionLevel) -> None:
         """Viewers' attention on a sensor; its channels get a new config."""
@@ -296,6 +339,23 @@ def admin_app(server: ReferenceServer) -> FastAPI:
         except LookupError as exc:
             raise lookup(exc) from exc
         return {"enabled": body.enabled}
+
+    @app.get("/rooms/{room_id}/users/{user_id}/tracks")
+    async def tracks(room_id: str, user_id: str) -> dict[str, Any]:
+        try:
+            return {"tracks": server.published_tracks(room_id, user_id)}
+        except LookupError as exc:
+            raise lookup(exc) from exc
+
+    @app.post("/rooms/{room_id}/tracks/{track_id}/network_conditions")
+    async def network_conditions(
+        room_id: str, track_id: str, body: NetworkConditions
+    ) -> dict[str, Any]:
+        try:
+            subscribers = server.set_network_conditions(room_id, track_id, body)
+        except LookupError as exc:
+            raise lookup(exc) from exc
+        return {"track_id": track_id, "subscribers": subscribers, **body.model_dump()}
 
     @app.post("/sensors/{sensor_id}/attention")
     async def attention(sensor_id: str, body: LevelBody) -> dict[str, Any]:

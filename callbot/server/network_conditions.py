@@ -1,0 +1,199 @@
+"""Network conditions per track on the reference server: loss, delay, pause.
+
+A setting applies to the RTP packets the server sends for one published
+track to its subscribers, at the point where a packet leaves the
+subscriber's ``RTCRtpSender`` for the transport: after the sender has kept
+the packet for retransmission, so a dropped packet can be asked for again
+with a NACK and repaired by RTX, as on a real network.
+
+- ``loss``: the share of first transmissions dropped at random;
+  retransmissions (RTX) pass.
+- ``delay_ms``: every packet, RTX included, leaves this much later.
+- ``pause_ms``: forwarding stops for this long from the moment the setting
+  is applied (every packet of the track dropped, RTX included); afterwards
+  the subscriber asks for a keyframe by itself (its jitter buffer overflows).
+
+:class:`TrackImpairment` is the sans-I/O decision (time and randomness passed
+in); :class:`TransportImpairer` attaches it to aiortc. Pinned to aiortc
+1.16.0: it wraps ``RTCDtlsTransport._send_rtp`` of the subscriber's
+transport (shared by every m-line under BUNDLE, so packets are told apart by
+SSRC) and reads ``RTCRtpSender._ssrc`` and ``_rtx_ssrc``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiortc import RTCRtpSender
+from pydantic import BaseModel, ConfigDict, Field
+
+logger = logging.getLogger(__name__)
+
+SendRtp = Callable[[bytes], Awaitable[None]]
+
+
+class NetworkConditions(BaseModel):
+    """What the server's relay does to one track's packets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loss: float = Field(default=0.0, ge=0.0, le=1.0)
+    delay_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
+    pause_ms: float = Field(default=0.0, ge=0.0, le=600_000.0)
+
+    @property
+    def clean(self) -> bool:
+        return self.loss == 0.0 and self.delay_ms == 0.0 and self.pause_ms == 0.0
+
+
+@dataclass
+class ImpairmentCounters:
+    """Packets seen by one track's impairment."""
+
+    packets: int = 0
+    dropped: int = 0
+    paused: int = 0
+    delayed: int = 0
+    retransmissions: int = 0
+
+
+class TrackImpairment:
+    """Decides, packet by packet, whether and when a packet leaves (sans-I/O)."""
+
+    def __init__(
+        self,
+        conditions: NetworkConditions,
+        now: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.rng = rng or random.Random()
+        self.counters = ImpairmentCounters()
+        self.conditions = conditions
+        self.paused_until = 0.0
+        self.set(conditions, now)
+
+    def set(self, conditions: NetworkConditions, now: float) -> None:
+        """New conditions from ``now`` (seconds); a pause starts now."""
+        self.conditions = conditions
+        self.paused_until = (
+            now + conditions.pause_ms / 1000 if conditions.pause_ms else 0
+        )
+
+    def decide(self, now: float, retransmission: bool) -> float | None:
+        """None to drop the packet, else the seconds to hold it before sending."""
+        counters = self.counters
+        counters.packets += 1
+        if retransmission:
+            counters.retransmissions += 1
+        if now < self.paused_until:
+            counters.paused += 1
+            return None
+        loss = self.conditions.loss
+        if not retransmission and loss > 0 and self.rng.random() < loss:
+            counters.dropped += 1
+            return None
+        delay = self.conditions.delay_ms / 1000
+        if delay > 0:
+            counters.delayed += 1
+        return delay
+
+
+class TransportImpairer:
+    """Applies :class:`TrackImpairment` s to one DTLS transport's outgoing RTP."""
+
+    def __init__(self, transport: object, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._by_ssrc: dict[int, tuple[TrackImpairment, bool]] = {}
+        self._held: set[asyncio.Task[None]] = set()
+        original: SendRtp = transport._send_rtp  # type: ignore[attr-defined]
+        self._send = original
+        transport._send_rtp = self._send_rtp  # type: ignore[attr-defined]
+
+    @classmethod
+    def of(cls, sender: RTCRtpSender, clock: Callable[[], float]) -> TransportImpairer:
+        """The impairer of ``sender``'s transport, installed on first use."""
+        transport = sender.transport
+        found = getattr(transport, "_callbot_impairer", None)
+        if isinstance(found, TransportImpairer):
+            return found
+        impairer = cls(transport, clock)
+        transport._callbot_impairer = impairer  # type: ignore[attr-defined]
+        return impairer
+
+    def attach(self, sender: RTCRtpSender, impairment: TrackImpairment) -> None:
+        """Impair the packets of ``sender`` (its media and its RTX SSRC)."""
+        self._by_ssrc[sender._ssrc] = (impairment, False)
+        self._by_ssrc[sender._rtx_ssrc] = (impairment, True)
+
+    async def _send_rtp(self, data: bytes) -> None:
+        found = None
+        # RTCP (payload types 64-95 with the marker bit) is never impaired.
+        if len(data) >= 12 and not 192 <= data[1] <= 223:
+            found = self._by_ssrc.get(int.from_bytes(data[8:12], "big"))
+        if found is None:
+            await self._send(data)
+            return
+        impairment, retransmission = found
+        delay = impairment.decide(self._clock(), retransmission)
+        if delay is None:
+            return
+        if delay <= 0:
+            await self._send(data)
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay, self._send_later, data)
+
+    def _send_later(self, data: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._send_quietly(data))
+        self._held.add(task)
+        task.add_done_callback(self._held.discard)
+
+    async def _send_quietly(self, data: bytes) -> None:
+        # The connection may have closed while the packet was held.
+        with contextlib.suppress(ConnectionError):
+            await self._send(data)
+
+
+class NetworkConditionsControl:
+    """The reference server's settings per (room, track) and where they apply."""
+
+    def __init__(
+        self, clock: Callable[[], float], rng: random.Random | None = None
+    ) -> None:
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._tracks: dict[tuple[str, str], TrackImpairment] = {}
+
+    def impairment(self, room_id: str, track_id: str) -> TrackImpairment | None:
+        return self._tracks.get((room_id, track_id))
+
+    def apply(
+        self,
+        room_id: str,
+        track_id: str,
+        conditions: NetworkConditions,
+        senders: list[RTCRtpSender],
+    ) -> TrackImpairment:
+        """Set ``track_id``'s conditions and attach them to its ``senders``."""
+        now = self._clock()
+        impairment = self._tracks.get((room_id, track_id))
+        if impairment is None:
+            impairment = TrackImpairment(conditions, now, self._rng)
+            self._tracks[(room_id, track_id)] = impairment
+        else:
+            impairment.set(conditions, now)
+        for sender in senders:
+            TransportImpairer.of(sender, self._clock).attach(sender, impairment)
+        logger.info(
+            "room %s: track %s network conditions %s on %d subscriber(s)",
+            room_id,
+            track_id,
+            conditions.model_dump(),
+            len(senders),
+        )
+        return impairment
