@@ -381,3 +381,48 @@ async def test_attention_low_moves_the_bot_to_idle_and_it_applies_idle(
         assert bps <= 100_000 * 1.1
         assert sleepy.bot.adaptation.snapshots_sent == sent
         assert sleepy.bot.stats()["attention"] == "low"
+
+
+async def test_server_profile_pauses_video_as_viewer_and_sends_a_still_when_idle(
+    server: ReferenceServer,
+) -> None:
+    async with bots(
+        config(server, "watcher"), config(server, "lean", tier_profile="server")
+    ) as (watcher, lean):
+        await wait_until(
+            lambda: "lean" in watcher.bot.adaptation.snapshots_received,
+            10,
+            "a snapshot from the paused viewer",
+        )
+        fps, _ = await fps_and_bitrate(watcher, "lean")
+        assert fps == 0
+        assert lean.bot.adaptation.video_settings.paused
+
+        # speaking_state true, as a client sends it, makes it active.
+        session = lean.bot._session
+        assert session is not None
+        session.speaking_state(True)
+        active = await wait_until(
+            lambda: lean.own_tiers() and lean.own_tiers()[-1][1] == "active",
+            3,
+            "tier active",
+        )
+        await wait_until(lambda: watcher.video_frames_from("lean") > 0, 5, "video")
+        await asyncio.sleep(max(0.0, active + 0.5 - time.monotonic()))
+        fps, _ = await fps_and_bitrate(watcher, "lean")
+        assert 24 <= fps <= 36
+        assert watcher.bot.stats()["tracks"]  # 320x240 source: never scaled up
+        (video,) = [
+            t
+            for t in watcher.bot.stats()["tracks"]
+            if t.get("from_user_id") == "lean" and t["kind"] == "video"
+        ]
+        assert (video["width"], video["height"]) == (320, 240)
+
+        lean.bot.set_attention("low")
+        idle = await wait_until(
+            lambda: lean.own_tiers()[-1][1] == "idle", 3, "tier idle"
+        )
+        await asyncio.sleep(max(0.0, idle + 1.0 - time.monotonic()))
+        fps, _ = await fps_and_bitrate(watcher, "lean", 3.0)
+        assert 0.3 <= fps <= 1.7
