@@ -665,6 +665,7 @@ class Bot:
                 info,
                 request_keyframe=tap.request_keyframe,
                 set_decoding=tap.set_decoding,
+                receiver=transceiver.receiver,
             )
             self.plugins.track_added(handle)
         call.receivers.append((transceiver, stats))

@@ -79,8 +79,11 @@ class RemoteTrack:
         *,
         request_keyframe: Callable[[], None] | None = None,
         set_decoding: Callable[[bool], None] | None = None,
+        receiver: Any = None,
     ) -> None:
         self.info = info
+        # The aiortc RTCRtpReceiver, for plugins that read RTP-level statistics.
+        self.receiver = receiver
         self.ended = False
         self._encoded: list[tuple[str, EncodedConsumer]] = []
         self._decoded: list[tuple[str, DecodedConsumer]] = []
