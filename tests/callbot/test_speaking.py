@@ -131,9 +131,13 @@ def test_100_ms_beeps_once_a_second_never_speak(freq: float, dbfs: float) -> Non
 def test_the_default_tone_source_leaves_the_bot_silent() -> None:
     from media.sources.tone import ToneTrack
 
-    track = ToneTrack()
+    track = ToneTrack()  # 440 Hz, with a 1 kHz beep in the first 100 ms of a second
     detector = VoiceSpeakingDetector()
-    changes = [c for i in range(500) for c in detector.push_frame(track.frame(i))]
+    changes = [
+        c
+        for i in range(1000)
+        for c in detector.push_frame(track.frame(i, wall_clock=1000.0 + i * 0.02))
+    ]
     assert changes == []
 
 
