@@ -116,6 +116,8 @@ class CallAdaptation:
 
     def video_track(self, source: MediaStreamTrack) -> PublishedVideoTrack:
         """The published video: ``source`` paced and sized by the current tier."""
+        # Known limit: a video track a plugin supplies is sent as it is: no tier
+        # pacing or sizing, and no snapshots (only its bitrate follows the tier).
         self.video = PublishedVideoTrack(source, self.policy.current())
         return self.video
 
