@@ -117,7 +117,7 @@ class CallAdaptation:
     def video_track(self, source: MediaStreamTrack) -> PublishedVideoTrack:
         """The published video: ``source`` paced and sized by the current tier."""
         # Known limit: a video track a plugin supplies is sent as it is: no tier
-        # pacing or sizing, and no snapshots (only its bitrate follows the tier).
+        # pacing or sizing, no snapshots (a raw-frame track keeps the bitrate cap).
         self.video = PublishedVideoTrack(source, self.policy.current())
         return self.video
 
