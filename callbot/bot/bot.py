@@ -38,7 +38,8 @@ from callbot.rtc.icepolicy import IceAddressPolicy, install_ice_policy
 from callbot.rtc.peer import BotPeer
 from callbot.rtc.tap import EncodedFrame, ReceiverTap
 from media.sources.file import FileAudioTrack, read_audio
-from media.sources.pattern import PatternTrack
+from media.sources.pattern import FrameHook, PatternTrack
+from media.sources.solid import solid_fill
 from media.sources.tone import ToneTrack
 
 logger = logging.getLogger(__name__)
@@ -607,7 +608,11 @@ class Bot:
             return published  # a plugin's track is sent as it is
         c = self.config
         if kind == "video":
-            overlay = self.sensor_feed.overlay if self.sensor_feed else None
+            overlay: FrameHook | None = (
+                self.sensor_feed.overlay if self.sensor_feed else None
+            )
+            if c.video_colour is not None:
+                overlay = solid_fill(c.video_colour, overlay)
             pattern = PatternTrack(self.name, c.width, c.height, c.fps, overlay=overlay)
             return self.adaptation.video_track(pattern)
         audio: MediaStreamTrack

@@ -35,6 +35,8 @@ class BotConfig(BaseModel):
     width: int = 640
     height: int = 480
     fps: int = 30
+    # "#rrggbb": the published video is this solid colour (composite tests).
+    video_colour: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
     # request_quality_tier crashes the other participants' channels on the
     # real server; only for the reference server's switch.
     allow_quality_tier_requests: bool = False
