@@ -150,8 +150,11 @@ def _check_installed() -> None:
         missing.append(CHROMIUM)
     if not (HERE / "node_modules" / "playwright-core").is_dir():
         missing.append("tests/browser/node_modules")
-    if not (HERE / "dist" / "client.bundle.js").is_file():
+    bundle = HERE / "dist" / "client.bundle.js"
+    if not bundle.is_file():
         missing.append("tests/browser/dist/client.bundle.js")
+    elif bundle.stat().st_mtime < (HERE / "page" / "client.js").stat().st_mtime:
+        missing.append("a page bundle built from the current page/client.js")
     if missing:
         pytest.fail(
             "browser tests need " + ", ".join(missing) + ": run `make browser-deps`",
