@@ -148,7 +148,7 @@ class Compositor:
         self._speaking = yuv(SPEAKING)
         self._cards: dict[tuple[str, int, int], I420] = {}
         self._labels: dict[tuple[str, int], I420] = {}
-        self._stills: dict[str, tuple[Image, int, int, I420]] = {}
+        self._stills: dict[str, tuple[Image, tuple[int, int, bool], I420]] = {}
 
     def cells(self, tiles: Sequence[Tile]) -> list[Rect]:
         """The cell of each tile, in the order given."""
@@ -213,17 +213,10 @@ class Compositor:
             canvas.fill(cell.x + cell.width - t, cell.y, t, cell.height, colour)
 
     def _still(self, user_id: str, image: Image, area: Rect, dim: bool) -> I420:
+        key = (area.width, area.height, dim)
         cached = self._stills.get(user_id)
-        if (
-            cached is not None
-            and cached[0] is image
-            and cached[1:3]
-            == (
-                area.width,
-                area.height,
-            )
-        ):
-            return cached[3]
+        if cached is not None and cached[0] is image and cached[1] == key:
+            return cached[2]
         scaled = cv2.resize(
             image, (area.width, area.height), interpolation=cv2.INTER_AREA
         )
@@ -231,7 +224,7 @@ class Compositor:
         if dim:
             # Dimmed, so a still picture does not pass for live video.
             still.dim(0.6)
-        self._stills[user_id] = (image, area.width, area.height, still)
+        self._stills[user_id] = (image, key, still)
         return still
 
     def _card(self, label: str, width: int, height: int) -> I420:
