@@ -150,9 +150,8 @@ def transcode_recording(
             float(left) if left is not None else math.inf,
         )
 
-    end = 0.0
-    if manifest.get("ended_at") is not None:
-        end = float(manifest["ended_at"]) - float(manifest["started_at"])
+    ended_at = manifest.get("ended_at")
+    tracks_end = 0.0
     videos: list[_VideoReader] = []
     audios: list[_AudioReader] = []
     for track in manifest.get("tracks", []):
@@ -165,11 +164,17 @@ def transcode_recording(
         start = float(track["start"])
         with av.open(str(path)) as probe:
             length = (probe.duration or 0) / 1_000_000
-        end = max(end, start + length)
+        tracks_end = max(tracks_end, start + length)
         if track["kind"] == "video":
             videos.append(_VideoReader(user_id, path, start))
         else:
             audios.append(_AudioReader(path, start))
+
+    # The call's end where the recorder saw it; else (killed) its last media.
+    if ended_at is not None:
+        end = float(ended_at) - float(manifest["started_at"])
+    else:
+        end = tracks_end
 
     speaking: dict[str, list[tuple[float, float]]] = {}
     for interval in manifest.get("speaking", []):
