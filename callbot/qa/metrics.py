@@ -144,6 +144,9 @@ class TrackMetrics:
             return 0.0
         return self.last_frame_at - self.first_frame_at
 
+    def summary(self) -> dict[str, Any]:
+        return self.base_summary()
+
     def base_summary(self) -> dict[str, Any]:
         return {
             "track_id": self.track_id,
