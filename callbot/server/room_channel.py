@@ -79,6 +79,8 @@ class RoomChannel(Channel):
         super().start()
 
     def handle_in(self, event: str, payload: Any) -> Reply | None:
+        # Known limit: members are static (RoomStore); member_joined,
+        # member_left and room_closed are never sent.
         return None
 
     def handle_info(self, event: ServerEvent) -> None:

@@ -399,6 +399,8 @@ class SensorRegistry:
 
     def set_attention(self, sensor_id: str, level: AttentionLevel) -> None:
         """Test control: viewers' attention on one sensor changed."""
+        # Known limit: attention comes only from test control, not from the
+        # viewer channels watching the sensor.
         if level not in ATTENTION_LEVELS:
             raise ValueError(f"unknown attention level {level!r}")
         if self._attention.get(sensor_id, "none") == level:
