@@ -502,3 +502,28 @@ async def test_private_room_admits_members_by_socket_token(
     finally:
         await stranger.close()
         await owner.close()
+
+
+@pytest.mark.integration
+async def test_admin_http_drives_sensor_test_control() -> None:
+    import httpx
+
+    settings = ServerSettings(port=0, admin_port=0)
+    async with ReferenceServer(settings, ManualClock()) as server:
+        assert server.admin_url is not None
+        async with httpx.AsyncClient(base_url=server.admin_url) as http:
+            reply = await http.post(
+                "/sensors/bot-hr-1/attention", json={"level": "low"}
+            )
+            assert reply.status_code == 200
+            assert reply.json()["recommended_batch_window"] == 2000
+            bad = await http.post("/sensors/bot-hr-1/attention", json={"level": "x"})
+            assert bad.status_code == 422
+            await http.post("/system_load", json={"level": "critical"})
+            await http.post("/memory_protection", json={"enabled": True})
+            assert server.sensors.config_for("bot-hr-1")["paused"] is True
+            token = (
+                await http.post("/dev/viewer_tokens", json={"sensor_ids": ["bot-hr-1"]})
+            ).json()["token"]
+            session = server.sensors.viewer_session(token)
+            assert session is not None and session.quality == "high"
