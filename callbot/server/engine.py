@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from aiortc import (
     RTCBundlePolicy,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
@@ -518,10 +519,12 @@ class Endpoint:
         sender = self.senders.get(track_id)
         if publication is None or sender is None:
             return
-        _transceiver, track = sender
+        transceiver, track = sender
         publication.subscribers[self.id] = Subscription(
             self.id, track, waiting_for_keyframe=publication.kind == "video"
         )
+        if self.engine.on_subscribed is not None:
+            self.engine.on_subscribed(track_id, transceiver.sender)
         publication.request_keyframe()
         self.negotiation.subscribed(track_id)
         logger.info(
@@ -661,6 +664,8 @@ class Engine:
         install_ice_policy(self.policy)
         self.endpoints: dict[str, Endpoint] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        # Test control: told of each new subscriber's sender (network conditions).
+        self.on_subscribed: Callable[[str, RTCRtpSender], None] | None = None
 
     # -- the CallServer's side
 
