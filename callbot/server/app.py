@@ -19,6 +19,7 @@ from callbot.server.call_channel import TOPIC_PREFIX, CallChannel, call_channel_
 from callbot.server.call_server import (
     CallServer,
     EngineFactory,
+    MediaEngine,
     default_engine_factory,
 )
 from callbot.server.calls import Calls
@@ -64,11 +65,12 @@ class ReferenceServer:
         self.pubsub = PubSub(duplicate_pushes=self.settings.duplicate_pushes)
         self.rooms = RoomStore(self.settings.rooms)
         self.received_candidates: list[str] = []
+        self.network = NetworkConditionsControl(time.monotonic)
         self.calls = Calls(
             self.settings,
             self.clock,
             self.pubsub,
-            engine_factory,
+            self._with_network_conditions(engine_factory),
             received_candidates=self.received_candidates,
         )
         self.router = TopicRouter()
@@ -83,7 +85,6 @@ class ReferenceServer:
         )
         self.router.route("room:", room_channel_factory(self.sensors, self.rooms))
         self.port = self.settings.port
-        self.network = NetworkConditionsControl(time.monotonic)
         self.admin_port: int | None = None
         self._server: Server | None = None
         self._sockets: set[UserSocket] = set()
@@ -176,6 +177,21 @@ class ReferenceServer:
             raise LookupError(f"no call in room {room_id}")
         call.set_adaptive_quality(enabled)
 
+    def _with_network_conditions(self, factory: EngineFactory) -> EngineFactory:
+        """``factory`` whose engines impair new subscribers' senders as set."""
+
+        def build(
+            room_id: str, settings: ServerSettings, listener: CallServer
+        ) -> MediaEngine:
+            from callbot.server.engine import Engine
+
+            engine = factory(room_id, settings, listener)
+            if isinstance(engine, Engine):
+                engine.on_subscribed = self.network.subscriber_hook(room_id)
+            return engine
+
+        return build
+
     def published_tracks(self, room_id: str, user_id: str) -> dict[str, str]:
         """The tracks ``user_id`` publishes in the call: track id -> kind."""
         from callbot.server.engine import Engine
@@ -192,10 +208,9 @@ class ReferenceServer:
     def set_network_conditions(
         self, room_id: str, track_id: str, conditions: NetworkConditions
     ) -> int:
-        """Loss, delay or a pause on one track, for its current subscribers.
+        """Loss, delay or a pause on one track, for its subscribers now and later.
 
-        Returns how many subscribers it applies to.
-        Known limit: a subscriber that joins later gets the track unimpaired.
+        Returns how many subscribers it applies to now.
         """
         from callbot.server.engine import Engine
 

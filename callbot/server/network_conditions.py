@@ -172,6 +172,16 @@ class NetworkConditionsControl:
     def impairment(self, room_id: str, track_id: str) -> TrackImpairment | None:
         return self._tracks.get((room_id, track_id))
 
+    def subscriber_hook(self, room_id: str) -> Callable[[str, RTCRtpSender], None]:
+        """For a call's engine: impair a new subscriber's sender if its track is."""
+
+        def subscribed(track_id: str, sender: RTCRtpSender) -> None:
+            impairment = self._tracks.get((room_id, track_id))
+            if impairment is not None:
+                TransportImpairer.of(sender, self._clock).attach(sender, impairment)
+
+        return subscribed
+
     def apply(
         self,
         room_id: str,
