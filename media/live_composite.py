@@ -44,7 +44,14 @@ class CompositeStats:
 
 
 class LiveComposite:
-    """Renders, mixes and encodes the call into an MP4 and HLS as it happens."""
+    """Renders, mixes and encodes the call into an MP4 and HLS as it happens.
+
+    Args:
+        stall_after: seconds without a new frame after which a participant's
+            video counts as stalled and their snapshot is shown.
+        max_lag: seconds the composite may fall behind and catch up; beyond
+            that, overdue frames are dropped.
+    """
 
     def __init__(
         self,
@@ -54,6 +61,7 @@ class LiveComposite:
         hls_dir: Path | None = None,
         layout: Layout = "grid",
         stall_after: float = 1.0,
+        max_lag: float = 0.25,
         tile_overlays: Mapping[str, TileOverlay] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -66,6 +74,7 @@ class LiveComposite:
         self.scene = CallScene(stall_after=stall_after)
         self.mixer = AudioMixer()
         self.stats = CompositeStats()
+        self.max_lag = max_lag
         self._clock = clock
         self._lock = threading.Lock()
         # None in place of a frame: that participant left.
@@ -129,9 +138,12 @@ class LiveComposite:
             self._start = now
 
     def tick(self, now: float) -> bool:
-        """Write the frame due at ``now``, dropping any that are overdue.
+        """Write the next frame if it is due at ``now``.
 
-        Returns False when no frame was due yet.
+        Up to ``max_lag`` behind, the overdue frame is written (the caller
+        ticks again at once to catch up); further behind, the overdue frames
+        are dropped and the one due now is written. Returns False when no
+        frame was due yet.
         """
         output = self._output
         if output is None or self._start is None:
@@ -141,13 +153,12 @@ class LiveComposite:
         if due < self._next_index:
             return False
         started = time.perf_counter()
-        if due > self._next_index:
-            self.stats.dropped += due - self._next_index
+        index = self._next_index
+        if due - index > self.max_lag * fps:
+            self.stats.dropped += due - index
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "composite behind: %d frames dropped", due - self._next_index
-                )
-        index = due
+                logger.debug("composite behind: %d frames dropped", due - index)
+            index = due
 
         with self._lock:
             tiles = self.scene.tiles(now)

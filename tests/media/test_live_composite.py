@@ -133,3 +133,15 @@ def test_falling_behind_drops_frames_instead_of_queueing(tmp_path: Path) -> None
     assert composite.stats.dropped == FPS - 1
     _, duration = streams(tmp_path / "out.mp4")
     assert abs(duration - 1.1) < 0.15
+
+
+def test_a_late_wake_up_is_caught_up_without_dropping(tmp_path: Path) -> None:
+    composite = LiveComposite(SETTINGS, tmp_path / "out.mp4", max_lag=0.25)
+    composite.open(0.0)
+    assert composite.tick(0.0)
+    # Woken 0.2 s late: frames 1 and 2 are overdue, written one by one.
+    assert composite.tick(0.2)
+    assert composite.tick(0.2)
+    assert not composite.tick(0.2)
+    composite.close()
+    assert (composite.stats.frames, composite.stats.dropped) == (3, 0)
