@@ -23,6 +23,8 @@ from callbot.bot.plugin import (
 )
 from callbot.rtc.tap import EncodedFrame, EncodedTrack
 
+Kind = Literal["audio", "video"]
+KINDS: tuple[Kind, ...] = ("audio", "video")
 _STEP = {"video": 3000, "audio": 960}  # one frame at 30 fps / one 20 ms packet
 
 
@@ -30,9 +32,7 @@ class EchoConfig(PluginConfig):
     user_id: str | None = Field(
         default=None, description="Whose tracks to echo; default: whoever is first."
     )
-    kinds: list[Literal["audio", "video"]] = Field(
-        default_factory=lambda: ["audio", "video"]
-    )
+    kinds: list[Kind] = Field(default_factory=lambda: list(KINDS))
 
 
 class EchoTrack(EncodedTrack):

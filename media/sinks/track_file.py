@@ -144,9 +144,11 @@ class TrackFile:
         container = av.open(
             str(self.info.path), "w", format=self.container_format, options=options
         )
+        stream: Any
         if self.kind == "video":
             # The encoder is never fed: the stream only describes VP8 to the
             # muxer, which needs the size before the header.
+            assert first.width is not None and first.height is not None
             stream = container.add_stream("libvpx", rate=30)
             stream.width = first.width
             stream.height = first.height
