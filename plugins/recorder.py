@@ -94,11 +94,15 @@ class Recorder(Plugin):
 
     def on_track_added(self, track: RemoteTrack) -> None:
         info = track.info
-        if info.track_id in self._files:
+        previous = self._files.get(info.track_id)
+        if previous is not None and not previous[0].closed:
             return
+        # After the bot rejoined, the same track comes again: a new part.
+        part = sum(1 for t in self.manifest.tracks if t.track_id == info.track_id)
         user = _safe(info.user_id or "unknown")
         suffix = "ogg" if info.kind == "audio" and self._audio_ogg else "webm"
-        name = f"{user}-{info.kind}-{_safe(info.track_id)[:12]}.{suffix}"
+        stem = f"{user}-{info.kind}-{_safe(info.track_id)[:12]}"
+        name = f"{stem}-{part + 1}.{suffix}" if part else f"{stem}.{suffix}"
         file = TrackFile(
             self.directory / name,
             info.kind,
@@ -119,7 +123,9 @@ class Recorder(Plugin):
             self.manifest.participant(info.user_id)
         self._write_manifest()
 
-        track.on_encoded(lambda frame: self._on_frame(track, frame), owner=self.name)
+        track.on_encoded(
+            lambda frame: self._on_frame(file, entry, frame), owner=self.name
+        )
         if info.kind == "video":
             track.request_keyframe()
         self.context.log.info(
@@ -175,14 +181,18 @@ class Recorder(Plugin):
     def _audio_ogg(self) -> bool:
         return self.settings.audio_container == "ogg"
 
-    def _on_frame(self, track: RemoteTrack, frame: EncodedFrame) -> None:
-        file, entry = self._files[track.track_id]
+    def _on_frame(
+        self, file: TrackFile, entry: TrackEntry, frame: EncodedFrame
+    ) -> None:
         if file.closed:
             return
         now = self.context.clock()
         if not file.write(frame, now):
             return
         if entry.start is None:
+            # Known limit: tracks are aligned by their first frame's arrival
+            # (aiortc keeps no RTCP sender reports), within the jitter buffer's
+            # delay: about 80 ms for audio, one frame for video.
             entry.start = self.manifest.offset(now)
             self._write_manifest()
         entry.frames = file.info.frames

@@ -140,6 +140,8 @@ class FileVideoTrack(MediaStreamTrack):
             if self.passthrough:
                 self._items = self._container.demux(self._stream)
             else:
+                # Known limit: decoding runs on the event loop (a few ms a frame
+                # at 640x480); large files want a thread.
                 self._items = self._container.decode(self._stream)
         for item in self._items:
             if item.pts is None or (self.passthrough and not bytes(item)):

@@ -120,3 +120,25 @@ def test_participant_left_closes_only_their_files(tmp_path: Path) -> None:
         assert container.duration / 1e6 == pytest.approx(1.0, abs=0.05)
     recorder.on_leaving()
     assert files["aud-b"].closed
+
+
+def test_track_added_again_after_a_rejoin_goes_to_a_new_part(tmp_path: Path) -> None:
+    clock = Clock(0.0)
+    recorder = _recorder(tmp_path, clock)
+    packets = list(opus_frames(1.0))
+    info = RemoteTrackInfo("aud-1", "audio", "a_1", "a")
+    for part in range(2):
+        track = RemoteTrack(info)
+        recorder.on_track_added(track)
+        recorder.on_track_added(track)  # told twice: still one file
+        for i, packet in enumerate(packets):
+            clock.now = part * 10 + i / 50
+            track.deliver_encoded(packet)
+        recorder.on_track_ended(info)
+    recorder.on_leaving()
+
+    names = [t.file for t in recorder.manifest.tracks]
+    assert names == ["a-audio-aud-1.webm", "a-audio-aud-1-2.webm"]
+    for name in names:
+        with av.open(str(recorder.directory / name)) as container:
+            assert container.duration / 1e6 == pytest.approx(1.0, abs=0.05)
