@@ -66,6 +66,10 @@ class WireSeries:
                 "wire_loss": round(counts.wire_loss, 5),
                 "loss": round(counts.loss, 5),
                 "jitter_ms": round(watch.jitter * 1000, 2),
+                # Cumulative counts, so that any window's loss can be worked out.
+                "expected": counts.expected,
+                "wire_lost": counts.wire_lost,
+                "lost": counts.lost,
             }
         )
 
