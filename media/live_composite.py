@@ -160,9 +160,11 @@ class LiveComposite:
                 logger.debug("composite behind: %d frames dropped", due - index)
             index = due
 
+        # The tiles hold references to the latest frames; rendering them
+        # outside the lock keeps the bot's frame delivery from waiting.
         with self._lock:
             tiles = self.scene.tiles(now)
-            frame = self.compositor.render(tiles, index / fps)
+        frame = self.compositor.render(tiles, index / fps)
         output.write_video(frame, index)
         self._mix_audio(output, index + 1)
 

@@ -64,6 +64,10 @@ class _VideoReader:
             return
         self._next = (self.start + float(frame.time or 0.0), frame)
 
+    def close(self) -> None:
+        self.done = True
+        self._container.close()
+
     def until(self, t: float) -> tuple[float, av.VideoFrame] | None:
         """The latest frame at or before ``t``, if any came since the last call."""
         latest = None
@@ -102,6 +106,10 @@ class _AudioReader:
             self._chunks.append((offset, samples))
             offset += len(samples)
         self._end = offset
+
+    def close(self) -> None:
+        self.done = True
+        self._container.close()
 
     def add_to(self, mix: NDArray[np.int32], first: int) -> None:
         """Add this track's samples in [first, first + len(mix)) to ``mix``."""
@@ -189,20 +197,23 @@ def transcode_recording(
     out = CompositeOutput(settings, output, hls_dir=hls_dir)
     frames = max(1, math.ceil(end * settings.fps - 1e-6))
     audio_written = 0
+    latest_snapshot: dict[str, bytes] = {}
     try:
         for index in range(frames):
             t = index / settings.fps
-            for user_id, (joined, left) in presence.items():
-                if joined <= t < left:
-                    scene.joined(user_id, labels[user_id])
-                else:
-                    scene.left(user_id)
             while snapshots and float(snapshots[0]["at"]) <= t:
                 snap = snapshots.pop(0)
                 jpeg = (directory / snap["file"]).read_bytes()
-                scene.snapshot(snap["user_id"], jpeg)
-                if snap["user_id"] not in presence:
-                    scene.left(snap["user_id"])
+                latest_snapshot[snap["user_id"]] = jpeg
+                if snap["user_id"] in scene.participants:
+                    scene.snapshot(snap["user_id"], jpeg)
+            for user_id, (joined, left) in presence.items():
+                if not joined <= t < left:
+                    scene.left(user_id)
+                elif user_id not in scene.participants:
+                    scene.joined(user_id, labels[user_id])
+                    if user_id in latest_snapshot:
+                        scene.snapshot(user_id, latest_snapshot[user_id])
             for reader in videos:
                 found = reader.until(t)
                 if found is not None and reader.user_id in scene.participants:
@@ -219,6 +230,8 @@ def transcode_recording(
             audio_written = target
     finally:
         out.close()
+        for reader in [*videos, *audios]:
+            reader.close()
     result = OfflineResult(
         duration=out.duration,
         frames=out.video_frames,
