@@ -256,6 +256,7 @@ def create_app(
                         reason,
                         extra={"bot_id": bot_id, "room_id": record.room_id},
                     )
+                    record.request_leave(now, reason)
                     await launcher.leave(record)
                     persist(record)
 
@@ -650,10 +651,11 @@ def create_app(
                             break
                 yield b": stream open\n\n"
                 while True:
+                    # asyncio.timeout, not wait_for, so that a closed client's
+                    # cancel is never swallowed (Python 3.11).
                     try:
-                        event: RecordEvent | None = await asyncio.wait_for(
-                            subscription.queue.get(), SSE_KEEPALIVE
-                        )
+                        async with asyncio.timeout(SSE_KEEPALIVE):
+                            event = await subscription.get()
                     except TimeoutError:
                         yield b": keepalive\n\n"
                         continue

@@ -73,14 +73,15 @@ class ServeCommand:
             ", ".join(settings.ice_addresses),
         )
         # log_config=None keeps the CLI's logging setup for uvicorn's loggers.
-        # SIGTERM makes uvicorn stop accepting and run the app's drain.
-        uvicorn.run(
+        config = uvicorn.Config(
             app,
             host=settings.host,
             port=settings.port,
             log_config=None,
-            timeout_graceful_shutdown=int(settings.drain_timeout),
+            timeout_graceful_shutdown=max(1, int(settings.drain_timeout)),
         )
+        _show_request_ids()
+        draining_server(config, app.state.drain).run()
         return 0
 
 
@@ -114,6 +115,38 @@ class DemoCommand:
             run_demo(duration=args.duration, as_json=args.json, log_level=level)
         )
         return 0 if summary["ok"] else 1
+
+
+def _show_request_ids() -> None:
+    """Add the request id to the format of the handlers the CLI set up."""
+    for handler in logging.getLogger().handlers:
+        formatter = handler.formatter
+        fmt = getattr(formatter, "_fmt", None)
+        if fmt and "request_id" not in fmt:
+            handler.setFormatter(logging.Formatter(fmt + " [%(request_id)s]"))
+
+
+def draining_server(config: Any, drain: Any) -> Any:
+    """A uvicorn server that starts the app's drain on the first SIGTERM/SIGINT.
+
+    Uvicorn waits for open connections before the app's shutdown runs; the
+    drain ends the event streams at once and refuses new bots meanwhile.
+    """
+    import asyncio
+
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not self.should_exit:
+                logger.info("signal %d: draining", sig)
+                try:
+                    asyncio.get_running_loop().call_soon_threadsafe(drain)
+                except RuntimeError:
+                    drain()
+            super().handle_exit(sig, frame)
+
+    return _Server(config)
 
 
 def build_app(settings: ControlPlaneSettings, log_level: str | None = None) -> Any:

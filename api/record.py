@@ -243,11 +243,11 @@ class BotRecord:
         else:
             self._log.debug("ignoring report of type %r", kind)
 
-    def request_leave(self, now: float) -> None:
-        """Note that the bot was asked to leave."""
+    def request_leave(self, now: float, reason: str | None = None) -> None:
+        """Note that the bot was asked to leave (by a user, or a leave rule)."""
         self.leave_requested = True
-        if not self.terminal:
-            self._set_status("leaving", None, now)
+        if lifecycle.can_transition(self.status, "leaving"):
+            self._set_status("leaving", reason, now)
 
     def fail(
         self, reason: str, now: float, code: str = lifecycle.WORKER_EXITED
@@ -310,7 +310,8 @@ class BotRecord:
         if self.leave_requested and status not in ("leaving", "left", "failed"):
             return
         reason = reason if isinstance(reason, str) else None
-        if status == self.status and reason == self.reason:
+        if status == self.status and (reason == self.reason or status == "leaving"):
+            # The bot confirming a leave the control plane already noted.
             return
         if not lifecycle.can_transition(self.status, status):
             self.refused_transitions += 1

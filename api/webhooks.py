@@ -134,8 +134,11 @@ class WebhookSender:
                 continue
             following = self._store.next_delivery_at()
             wait = 60.0 if following is None else max(0.0, following - self._clock())
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a
+            # cancel that arrives together with the wake-up.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(wait, 60.0))
+                async with asyncio.timeout(min(wait, 60.0)):
+                    await self._wake.wait()
 
     async def _send(self, delivery: Delivery) -> None:
         body = event_body(delivery.event)

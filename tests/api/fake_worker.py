@@ -5,6 +5,7 @@ Usage: python fake_worker.py MODE, where MODE is one of
   stubborn — joins, then ignores the leave command
   crash   — joins, then exits with code 3
   noisy   — writes a line that is not JSON, then behaves like polite
+  hang    — joins, then goes silent without exiting
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ def main() -> int:
     report(type="status", status="in_call", reason=None, ts=time.time())
     if mode == "crash":
         time.sleep(0.2)
+        sys.stderr.write("fake worker: the media pipeline broke\n")
+        sys.stderr.flush()
         return 3
+    if mode == "hang":
+        time.sleep(3600)
 
     leave = threading.Event()
 
