@@ -181,6 +181,7 @@ async def test_recorder_records_two_publishers(tmp_path: Path) -> None:
             codes = await asyncio.gather(*(p.leave() for p in publishers))
             assert codes == [0, 0]
             await asyncio.sleep(1.0)
+            recorder_leaves = time.time()
             assert await recorder.leave() == 0
         finally:
             for worker in workers:
@@ -201,6 +202,8 @@ async def test_recorder_records_two_publishers(tmp_path: Path) -> None:
         # finalised (duration in the header) before the bot reported left
         assert final_files[path.name] is not None
         assert track["closed"]
+        # closed when its publisher left, not when the recording ended
+        assert manifest["started_at"] + track["end"] < recorder_leaves - 0.5
         assert 0 <= track["start"] < 15
         with av.open(str(path)) as container:
             stream = container.streams[0]
