@@ -75,6 +75,8 @@ class LiveComposite:
         self.mixer = AudioMixer()
         self.stats = CompositeStats()
         self.max_lag = max_lag
+        self.error: Exception | None = None
+        """Why the worker thread stopped early, if it did."""
         self._clock = clock
         self._lock = threading.Lock()
         # None in place of a frame: that participant left.
@@ -228,7 +230,8 @@ class LiveComposite:
                 assert due is not None
                 self._stopping.wait(max(0.0, due - self._clock()))
             self.tick(self._clock())
-        except Exception:
+        except Exception as exc:
+            self.error = exc
             logger.exception("live composite failed; the output is closed")
         finally:
             self.close()

@@ -168,6 +168,7 @@ class Transcoder(Plugin):
             return
         # Finalising flushes the encoder and rewrites the MP4: off the loop.
         stats = await asyncio.to_thread(self.composite.stop)
+        error = self.composite.error
         self.context.log.info(
             "composite finished: %.2f s, %d frames, %d dropped, real-time factor %.2f",
             stats.duration,
@@ -185,9 +186,13 @@ class Transcoder(Plugin):
                 "frames": stats.frames,
                 "dropped": stats.dropped,
                 "real_time_factor": round(stats.real_time_factor, 3),
+                "error": repr(error) if error is not None else None,
                 "ts": self.context.clock(),
             }
         )
+        if error is not None:
+            # Reported as this plugin's failure too, with its name.
+            raise RuntimeError(f"the composite stopped early: {error!r}") from error
 
 
 class TranscodeCommand:
