@@ -230,8 +230,10 @@ def transcode_recording(
             audio_written = target
     finally:
         out.close()
-        for reader in [*videos, *audios]:
-            reader.close()
+        for video in videos:
+            video.close()
+        for audio in audios:
+            audio.close()
     result = OfflineResult(
         duration=out.duration,
         frames=out.video_frames,
