@@ -27,16 +27,22 @@ def free_port() -> int:
 class ServeProcess:
     """One ``callbot serve`` process over a data directory."""
 
-    def __init__(self, data_dir: Path, *, mode: str = "polite", **env: str) -> None:
+    def __init__(
+        self, data_dir: Path, *, mode: str | None = "polite", **env: str
+    ) -> None:
+        """``mode``: the stand-in worker's mode; None runs the real bot worker."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         variables = {
             "CALLBOT_PORT": str(self.port),
             "CALLBOT_DATA_DIR": str(data_dir),
-            "CALLBOT_WORKER_COMMAND": json.dumps([sys.executable, FAKE_WORKER, mode]),
             **env,
         }
+        if mode is not None:
+            variables["CALLBOT_WORKER_COMMAND"] = json.dumps(
+                [sys.executable, FAKE_WORKER, mode]
+            )
         self.env = dict(os.environ, **variables)
         self.log = open(data_dir.parent / f"serve-{self.port}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
