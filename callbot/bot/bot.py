@@ -16,7 +16,7 @@ import binascii
 import contextlib
 import logging
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,13 @@ from aiortc.mediastreams import MediaStreamError
 
 from callbot.bot.adaptive import CallAdaptation
 from callbot.bot.config import BotConfig
-from callbot.bot.plugin import PluginContext, PluginHost, RemoteTrack, RemoteTrackInfo
+from callbot.bot.plugin import (
+    Plugin,
+    PluginContext,
+    PluginHost,
+    RemoteTrack,
+    RemoteTrackInfo,
+)
 from callbot.bot.sensor_feed import SensorFeed
 from callbot.bot.stats import BotStats, InboundTrackStats, OutboundTrackStats
 from callbot.call import events as ev
@@ -129,7 +135,10 @@ class Bot:
         *,
         on_report: Callable[[dict[str, Any]], None] | None = None,
         bot_id: str | None = None,
+        plugin_registry: Mapping[str, type[Plugin]] | None = None,
     ) -> None:
+        """``plugin_registry``: plugin classes given in code, found before the
+        ``callbot.plugins`` entry points (for plugins that are not installed)."""
         self.config = config
         self.user_id = config.resolved_user_id()
         self.name = config.display_name or self.user_id
@@ -145,6 +154,7 @@ class Bot:
                 self.bot_id, config.room_id, self.user_id, self.log, self._report
             ),
             on_essential_failure=self._plugin_failed,
+            registry=plugin_registry,
         )
         self._plugin_failure: str | None = None
         self.adaptation = CallAdaptation(
