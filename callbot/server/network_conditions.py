@@ -1,23 +1,27 @@
 """Network conditions per track on the reference server: loss, delay, pause.
 
-A setting applies to the RTP packets the server sends for one published
+Loss and delay apply to the RTP packets the server sends for one published
 track to its subscribers, at the point where a packet leaves the
 subscriber's ``RTCRtpSender`` for the transport: after the sender has kept
 the packet for retransmission, so a dropped packet can be asked for again
-with a NACK and repaired by RTX, as on a real network.
+with a NACK and repaired by RTX, as on a real network. A pause applies to
+the relay's frames, before they are packetized, as an SFU that stops
+forwarding does: no sequence numbers are spent on the paused frames.
 
 - ``loss``: the share of first transmissions dropped at random;
   retransmissions (RTX) pass.
 - ``delay_ms``: every packet, RTX included, leaves this much later.
 - ``pause_ms``: forwarding stops for this long from the moment the setting
-  is applied (every packet of the track dropped, RTX included); afterwards
-  the subscriber asks for a keyframe by itself (its jitter buffer overflows).
+  is applied; video resumes at the next keyframe, asked of the publisher
+  when the pause ends.
 
-:class:`TrackImpairment` is the sans-I/O decision (time and randomness passed
-in); :class:`TransportImpairer` attaches it to aiortc. Pinned to aiortc
-1.16.0: it wraps ``RTCDtlsTransport._send_rtp`` of the subscriber's
-transport (shared by every m-line under BUNDLE, so packets are told apart by
-SSRC) and reads ``RTCRtpSender._ssrc`` and ``_rtx_ssrc``.
+:class:`TrackImpairment` and :class:`PauseGate` are the sans-I/O decisions
+(time and randomness passed in); :class:`TransportImpairer` and
+:func:`gate_frames` attach them. Pinned to aiortc 1.16.0: the impairer wraps
+``RTCDtlsTransport._send_rtp`` of the subscriber's transport (shared by
+every m-line under BUNDLE, so packets are told apart by SSRC) and reads
+``RTCRtpSender._ssrc`` and ``_rtx_ssrc``; the gate wraps ``push`` of the
+subscriber's :class:`~callbot.rtc.tap.EncodedTrack`.
 """
 
 from __future__ import annotations
@@ -32,9 +36,13 @@ from dataclasses import dataclass
 from aiortc import RTCRtpSender
 from pydantic import BaseModel, ConfigDict, Field
 
+from callbot.rtc.tap import EncodedFrame, EncodedTrack
+
 logger = logging.getLogger(__name__)
 
 SendRtp = Callable[[bytes], Awaitable[None]]
+KEYFRAME_RETRY = 1.0
+"""Seconds between keyframe requests while video waits to resume."""
 
 
 class NetworkConditions(BaseModel):
@@ -57,9 +65,10 @@ class ImpairmentCounters:
 
     packets: int = 0
     dropped: int = 0
-    paused: int = 0
     delayed: int = 0
     retransmissions: int = 0
+    paused_frames: int = 0
+    """Frames not forwarded: in a pause, or after it while waiting for a keyframe."""
 
 
 class TrackImpairment:
@@ -90,9 +99,6 @@ class TrackImpairment:
         counters.packets += 1
         if retransmission:
             counters.retransmissions += 1
-        if now < self.paused_until:
-            counters.paused += 1
-            return None
         loss = self.conditions.loss
         if not retransmission and loss > 0 and self.rng.random() < loss:
             counters.dropped += 1
@@ -101,6 +107,63 @@ class TrackImpairment:
         if delay > 0:
             counters.delayed += 1
         return delay
+
+    def paused(self, now: float) -> bool:
+        return now < self.paused_until
+
+
+class PauseGate:
+    """Whether the relay forwards a frame to one subscriber (sans-I/O).
+
+    After a pause, video resumes at a keyframe: the first frame after the
+    pause asks for one and nothing is forwarded until it comes.
+    """
+
+    def __init__(self, impairment: TrackImpairment, kind: str) -> None:
+        self.impairment = impairment
+        self.kind = kind
+        self._resuming = False
+        self._asked_at: float | None = None
+
+    def admit(self, now: float, keyframe: bool) -> tuple[bool, bool]:
+        """(forward the frame, ask the publisher for a keyframe now)."""
+        counters = self.impairment.counters
+        if self.impairment.paused(now):
+            self._resuming = self.kind == "video"
+            self._asked_at = None
+            counters.paused_frames += 1
+            return False, False
+        if not self._resuming:
+            return True, False
+        if keyframe:
+            self._resuming = False
+            return True, False
+        counters.paused_frames += 1
+        # Ask again each second until a keyframe comes.
+        ask = self._asked_at is None or now - self._asked_at >= KEYFRAME_RETRY
+        if ask:
+            self._asked_at = now
+        return False, ask
+
+
+def gate_frames(
+    track: EncodedTrack, impairment: TrackImpairment, clock: Callable[[], float]
+) -> None:
+    """Hold back ``track``'s frames while ``impairment`` pauses it (once per track)."""
+    if getattr(track, "_callbot_gate", None) is not None:
+        return
+    gate = PauseGate(impairment, track.kind)
+    push = track.push
+
+    def gated(frame: EncodedFrame) -> None:
+        forward, ask = gate.admit(clock(), frame.keyframe)
+        if ask and track.on_keyframe_request is not None:
+            track.on_keyframe_request()
+        if forward:
+            push(frame)
+
+    track.push = gated  # type: ignore[method-assign]
+    track._callbot_gate = gate  # type: ignore[attr-defined]
 
 
 class TransportImpairer:
@@ -166,7 +229,7 @@ class NetworkConditionsControl:
         self, clock: Callable[[], float], rng: random.Random | None = None
     ) -> None:
         self._clock = clock
-        self._rng = rng or random.Random()
+        self.rng = rng or random.Random()
         self._tracks: dict[tuple[str, str], TrackImpairment] = {}
 
     def impairment(self, room_id: str, track_id: str) -> TrackImpairment | None:
@@ -178,7 +241,7 @@ class NetworkConditionsControl:
         def subscribed(track_id: str, sender: RTCRtpSender) -> None:
             impairment = self._tracks.get((room_id, track_id))
             if impairment is not None:
-                TransportImpairer.of(sender, self._clock).attach(sender, impairment)
+                self._attach(sender, impairment)
 
         return subscribed
 
@@ -193,12 +256,12 @@ class NetworkConditionsControl:
         now = self._clock()
         impairment = self._tracks.get((room_id, track_id))
         if impairment is None:
-            impairment = TrackImpairment(conditions, now, self._rng)
+            impairment = TrackImpairment(conditions, now, self.rng)
             self._tracks[(room_id, track_id)] = impairment
         else:
             impairment.set(conditions, now)
         for sender in senders:
-            TransportImpairer.of(sender, self._clock).attach(sender, impairment)
+            self._attach(sender, impairment)
         logger.info(
             "room %s: track %s network conditions %s on %d subscriber(s)",
             room_id,
@@ -207,3 +270,8 @@ class NetworkConditionsControl:
             len(senders),
         )
         return impairment
+
+    def _attach(self, sender: RTCRtpSender, impairment: TrackImpairment) -> None:
+        TransportImpairer.of(sender, self._clock).attach(sender, impairment)
+        if isinstance(sender.track, EncodedTrack):
+            gate_frames(sender.track, impairment, self._clock)

@@ -7,7 +7,11 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from callbot.server.network_conditions import NetworkConditions, TrackImpairment
+from callbot.server.network_conditions import (
+    NetworkConditions,
+    PauseGate,
+    TrackImpairment,
+)
 
 
 def run(
@@ -37,13 +41,29 @@ def test_retransmissions_are_never_lost_but_are_delayed() -> None:
     assert impairment.counters.retransmissions == 1
 
 
-def test_a_pause_drops_everything_for_its_length_from_when_it_is_set() -> None:
+def test_a_pause_holds_frames_for_its_length_then_video_resumes_at_a_keyframe() -> None:
     impairment = TrackImpairment(NetworkConditions(), 0.0)
+    gate = PauseGate(impairment, "video")
+    assert gate.admit(9.9, False) == (True, False)
     impairment.set(NetworkConditions(pause_ms=2000), 10.0)
-    assert impairment.decide(10.0, False) is None
-    assert impairment.decide(11.999, True) is None
-    assert impairment.decide(12.0, False) == 0.0
-    assert impairment.counters.paused == 2
+    assert gate.admit(10.0, True) == (False, False)
+    assert gate.admit(11.999, False) == (False, False)
+    # Over: the first frame asks for a keyframe, delta frames wait for it.
+    assert gate.admit(12.0, False) == (False, True)
+    assert gate.admit(12.5, False) == (False, False)
+    assert gate.admit(13.0, False) == (False, True)
+    assert gate.admit(13.1, True) == (True, False)
+    assert gate.admit(13.2, False) == (True, False)
+    assert impairment.counters.paused_frames == 5
+    # The pause never touches packets.
+    assert impairment.decide(11.0, False) == 0.0
+
+
+def test_paused_audio_resumes_with_the_next_frame() -> None:
+    impairment = TrackImpairment(NetworkConditions(pause_ms=500), 0.0)
+    gate = PauseGate(impairment, "audio")
+    assert gate.admit(0.2, True) == (False, False)
+    assert gate.admit(0.5, True) == (True, False)
 
 
 def test_settings_out_of_range_are_refused() -> None:

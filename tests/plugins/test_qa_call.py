@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -170,6 +171,9 @@ async def test_5_percent_loss_is_reported_as_5_percent_wire_loss(
     bots = [pub]
     try:
         # Set before the QA bot subscribes: it applies from its first packet.
+        # A seed whose running share stays within 0.6 points of 5 % from the
+        # 300th draw on, so the figure tests the measurement, not the dice.
+        server.network.rng = random.Random(176)
         server.set_network_conditions(ROOM, video_id, NetworkConditions(loss=0.05))
         qa = await qa_bot(server, tmp_path)
         bots.append(qa)
