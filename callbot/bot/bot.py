@@ -374,6 +374,17 @@ class Bot:
         )
         self._report({"type": "joined", "endpoint_id": reply.endpoint_id})
         self.plugins.emit("on_joined", reply.endpoint_id)
+        for user_id in others:
+            # Those already in the call are news to the plugins too.
+            known = session.roster.get(user_id)
+            if known is not None:
+                name = known.user_info.get("displayName") or known.user_info.get("name")
+                self.plugins.emit(
+                    "on_participant_joined",
+                    user_id,
+                    known.endpoint_id,
+                    name if isinstance(name, str) else None,
+                )
         self._set_status("in_call")
         self.adaptation.joined(session)
         metadata = {"displayName": self.name, "name": self.name}

@@ -239,9 +239,10 @@ async def test_recording_survives_sigkill_of_its_bot(tmp_path: Path) -> None:
             _bot(server.url, "alice", width=320, height=240), tmp_path / "alice.log"
         )
         try:
-            await recorder.start()
-            await recorder.wait_for(lambda: recorder.stats.get("endpoint_id"), 15)
+            # The publisher is in the call before the recorder joins.
             await publisher.start()
+            await publisher.wait_for(lambda: publisher.stats.get("endpoint_id"), 15)
+            await recorder.start()
             first = await _first_frame_time(recordings, tracks=2)
             await asyncio.sleep(first + 8.0 - time.time())
             killed_at = time.time()
@@ -253,6 +254,9 @@ async def test_recording_survives_sigkill_of_its_bot(tmp_path: Path) -> None:
     (directory,) = recordings.iterdir()
     manifest = json.loads((directory / "manifest.json").read_text())
     assert len(manifest["tracks"]) == 2
+    (participant,) = manifest["participants"]
+    assert participant["user_id"] == "alice"
+    assert participant["endpoint_id"].startswith("alice_")
     for track in manifest["tracks"]:
         assert not track["closed"]
         recorded_until = killed_at - (manifest["started_at"] + track["start"])
