@@ -353,7 +353,10 @@ class PluginHost:
         for spec in specs:
             cls, config = validate_spec(spec, registry)
             essential = cls.essential if spec.essential is None else spec.essential
-            plugin = cls(config, context)
+            try:
+                plugin = cls(config, context)
+            except Exception as exc:
+                raise PluginError(f"plugin {spec.name!r} cannot start: {exc}") from exc
             self._plugins.append(_Loaded(plugin, essential))
         self.errors = 0
 

@@ -2,6 +2,7 @@ import asyncio
 import logging
 from typing import Any
 
+import av
 import pytest
 
 from callbot.bot.config import BotConfig, PluginSpec
@@ -263,3 +264,29 @@ def test_config_pairs_parse_json_values_and_nested_keys() -> None:
     }
     with pytest.raises(PluginError, match="KEY=VALUE"):
         parse_config_pairs(["directory"])
+
+
+def test_a_plugin_that_cannot_start_is_a_plugin_error(tmp_path: Any) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    spec = PluginSpec(name="recorder", config={"directory": str(blocker / "x")})
+    context = PluginContext("b", "r", "u", logging.getLogger("test"))
+    with pytest.raises(PluginError, match="plugin 'recorder' cannot start"):
+        PluginHost([spec], context)
+
+
+def test_decoded_frames_switch_decoding_on_and_reach_consumers() -> None:
+    switched: list[bool] = []
+    info = RemoteTrackInfo("t", "audio", "e", "u")
+    track = RemoteTrack(info, set_decoding=switched.append)
+    host = _host([], [])
+    host.track_added(track)
+    got: list[object] = []
+    host.deliver_decoded("t", av.AudioFrame(format="s16", layout="mono", samples=960))
+    assert not track.wants_decoded and switched == []
+    track.on_decoded(got.append)
+    assert switched == [True]
+    frame = av.AudioFrame(format="s16", layout="mono", samples=960)
+    host.deliver_decoded("t", frame)
+    host.deliver_decoded("t", "not a frame")
+    assert got == [frame]
