@@ -277,6 +277,7 @@ def create_app(
         running = sum(1 for r in bots.values() if not r.terminal)
         if running:
             logger.info("following %d running bots of an earlier run", running)
+        await launcher.open()
         sender = WebhookSender(
             db,
             _webhook_secret(settings),

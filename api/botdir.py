@@ -32,12 +32,19 @@ class BotDir:
         self.exit = path / "exit.json"
         self.commands = path / "commands"
 
-    def create(self, config: dict[str, Any]) -> None:
-        """Make the directory, the config file and the command FIFO."""
+    def create(self, config: dict[str, Any] | None) -> None:
+        """Make the directory, the command FIFO and (unless warm) the config."""
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.config.write_text(json.dumps(config))
         with contextlib.suppress(FileExistsError):
             os.mkfifo(self.commands, 0o600)
+        if config is not None:
+            self.write_config(config)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Write config.json whole: a waiting keeper never sees half of it."""
+        tmp = self.path / "config.tmp"
+        tmp.write_text(json.dumps(config))
+        os.replace(tmp, self.config)
 
     def read_reports(self, offset: int) -> tuple[list[bytes], int]:
         """Complete report lines after ``offset`` and the offset after them."""

@@ -164,6 +164,7 @@ def build_app(settings: ControlPlaneSettings, log_level: str | None = None) -> A
         env=env,
         bots_dir=settings.data_dir / "bots",
         heartbeat_timeout=settings.heartbeat_timeout,
+        warm_pool=settings.warm_pool,
     )
     return create_app(
         launcher,

@@ -4,7 +4,9 @@ The keeper is what lets a bot outlive the control plane. It runs in its own
 session, owns the worker's stdin and stdout, and talks to the control plane
 only through files in the bot's directory (see :mod:`api.botdir`):
 
-- ``config.json`` is handed to the worker as its first stdin line;
+- ``config.json`` is handed to the worker as its first stdin line; a warm
+  keeper (started before there is a bot) starts its worker at once and waits
+  for the file and a ``start`` command;
 - every stdout line of the worker is appended to ``reports.jsonl``;
 - the worker's stderr goes to ``worker.log``;
 - commands arrive as JSON lines on the FIFO ``commands`` (``leave``, ``kill``);
@@ -34,25 +36,26 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _relay_commands(bot_dir: BotDir, worker: subprocess.Popen[bytes]) -> None:
-    # O_RDWR keeps a writer open, so the FIFO never reads end-of-file when a
-    # control plane closes its end or dies.
-    fd = os.open(bot_dir.commands, os.O_RDWR)
-    with os.fdopen(fd, "rb", buffering=0) as fifo:
-        for line in iter(fifo.readline, b""):
+def _command(line: bytes) -> str | None:
+    try:
+        command = json.loads(line)
+    except ValueError:
+        return None
+    cmd = command.get("cmd") if isinstance(command, dict) else None
+    return cmd if isinstance(cmd, str) else None
+
+
+def _relay_commands(fifo: IO[bytes], worker: subprocess.Popen[bytes]) -> None:
+    for line in iter(fifo.readline, b""):
+        cmd = _command(line)
+        if cmd == "kill":
+            worker.kill()
+        elif cmd == "leave" and worker.stdin is not None:
             try:
-                command = json.loads(line)
-            except ValueError:
-                continue
-            cmd = command.get("cmd") if isinstance(command, dict) else None
-            if cmd == "kill":
-                worker.kill()
-            elif cmd == "leave" and worker.stdin is not None:
-                try:
-                    worker.stdin.write(b'{"cmd": "leave"}\n')
-                    worker.stdin.flush()
-                except (BrokenPipeError, ValueError):
-                    pass
+                worker.stdin.write(b'{"cmd": "leave"}\n')
+                worker.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                pass
 
 
 def _copy_reports(stdout: IO[bytes], reports: IO[bytes]) -> None:
@@ -64,10 +67,10 @@ def _copy_reports(stdout: IO[bytes], reports: IO[bytes]) -> None:
 
 
 def run(directory: str, command: list[str]) -> int:
-    # The launcher starts the keeper in a session of its own, so the signals of
-    # the control plane's terminal never reach it.
-    bot_dir = BotDir(Path(directory))
-    config = bot_dir.config.read_bytes().strip()
+    # Relative paths from here on: a warm keeper's directory is renamed to
+    # the bot's when the launcher hands it a bot.
+    os.chdir(directory)
+    bot_dir = BotDir(Path("."))
     with open(bot_dir.worker_log, "ab") as log:
         try:
             worker = subprocess.Popen(
@@ -82,17 +85,26 @@ def run(directory: str, command: list[str]) -> int:
                 json.dumps({"spawn_error": str(exc), "ts": time.time()}),
             )
             return 1
-
     _write_atomically(bot_dir.worker_pid, str(worker.pid))
+
+    # O_RDWR keeps a writer open, so the FIFO never reads end-of-file when a
+    # control plane closes its end or dies.
+    fifo = os.fdopen(os.open(bot_dir.commands, os.O_RDWR), "rb", buffering=0)
+    # A warm keeper's worker does its imports while it waits for a bot.
+    while not bot_dir.config.exists():
+        cmd = _command(fifo.readline())
+        if cmd == "kill":
+            worker.kill()
+            worker.wait()
+            return 0
+
     assert worker.stdin is not None and worker.stdout is not None
     try:
-        worker.stdin.write(config + b"\n")
+        worker.stdin.write(bot_dir.config.read_bytes().strip() + b"\n")
         worker.stdin.flush()
     except BrokenPipeError:
         pass
-    threading.Thread(
-        target=_relay_commands, args=(bot_dir, worker), daemon=True
-    ).start()
+    threading.Thread(target=_relay_commands, args=(fifo, worker), daemon=True).start()
     with open(bot_dir.reports, "ab") as reports:
         _copy_reports(worker.stdout, reports)
     returncode = worker.wait()

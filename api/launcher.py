@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -34,6 +35,7 @@ ChangeListener = Callable[[BotRecord], None]
 
 WORKER_MODULE = "callbot.bot.worker"
 KEEPER_MODULE = "api.keeper"
+WARM_PREFIX = "warm-"
 
 # The worker logs kept with a crashed bot.
 LOG_TAIL_LINES = 20
@@ -68,6 +70,9 @@ class Launcher(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Make every bot leave and wait for them to be gone."""
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Get ready to start bots (the control plane is starting)."""
 
     async def reattach(self, record: BotRecord) -> None:
         """Watch a bot a previous control plane started; fails it if it cannot."""
@@ -124,6 +129,7 @@ class LocalProcessLauncher(Launcher):
         heartbeat_timeout: float = 10.0,
         start_timeout: float = 60.0,
         poll_interval: float = 0.1,
+        warm_pool: int = 0,
     ) -> None:
         """
         Args:
@@ -137,6 +143,8 @@ class LocalProcessLauncher(Launcher):
             heartbeat_timeout: a bot silent this long is failed
                 (``heartbeat_lost``) and killed; it reports every second.
             start_timeout: the same for a bot that has not reported yet.
+            warm_pool: workers kept started with their imports done, each
+                waiting for a bot; refilled in the background.
         """
         self._command = (
             list(command)
@@ -151,12 +159,17 @@ class LocalProcessLauncher(Launcher):
             bots_dir
             if bots_dir is not None
             else Path(tempfile.mkdtemp(prefix="callbot-bots-"))
-        )
+        ).resolve()
+        self._bots_dir.mkdir(parents=True, exist_ok=True)
         self._heartbeat_timeout = heartbeat_timeout
         self._start_timeout = start_timeout
         self._poll = poll_interval
         self._watched: dict[str, _Watched] = {}
         self._closing = False
+        self._pool_size = warm_pool
+        self._warm: list[BotDir] = []
+        self._filler: asyncio.Task[None] | None = None
+        self._drop_warm()
 
     @property
     def ready(self) -> bool:
@@ -170,11 +183,34 @@ class LocalProcessLauncher(Launcher):
     def running(self) -> int:
         return len(self._watched)
 
+    @property
+    def warm(self) -> int:
+        """Warm workers waiting for a bot."""
+        return len(self._warm)
+
     async def start(self, record: BotRecord) -> None:
         if self._closing:
             raise LaunchError("the control plane is shutting down")
-        bot_dir = BotDir(self._bots_dir / record.bot_id)
-        bot_dir.create(record.worker_config())
+        bot_dir = self._claim_warm(record)
+        if bot_dir is None:
+            bot_dir = BotDir(self._bots_dir / record.bot_id)
+            bot_dir.create(record.worker_config())
+            await self._spawn_keeper(bot_dir)
+        self._top_up()
+
+        pid = bot_dir.read_pid(bot_dir.worker_pid)
+        assert pid is not None
+        record.pid = pid
+        record.keeper_pid = bot_dir.read_pid(bot_dir.keeper_pid)
+        record.state_dir = str(bot_dir.path)
+        watched = self._watch(record, bot_dir)
+        watched.log.info("started worker pid %d", pid)
+
+    async def open(self) -> None:
+        self._top_up()
+
+    async def _spawn_keeper(self, bot_dir: BotDir) -> None:
+        """Start a keeper on the directory; returns once its worker runs."""
         try:
             starter = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -193,7 +229,7 @@ class LocalProcessLauncher(Launcher):
 
         # The keeper writes the worker's pid, or why it could not start it.
         deadline = time.monotonic() + 10.0
-        while (pid := bot_dir.read_pid(bot_dir.worker_pid)) is None:
+        while bot_dir.read_pid(bot_dir.worker_pid) is None:
             ended = bot_dir.read_exit()
             if ended is not None and "spawn_error" in ended:
                 shutil.rmtree(bot_dir.path, ignore_errors=True)
@@ -204,11 +240,45 @@ class LocalProcessLauncher(Launcher):
                 raise LaunchError("the bot keeper did not start its worker in 10 s")
             await asyncio.sleep(0.01)
 
-        record.pid = pid
-        record.keeper_pid = bot_dir.read_pid(bot_dir.keeper_pid)
-        record.state_dir = str(bot_dir.path)
-        watched = self._watch(record, bot_dir)
-        watched.log.info("started worker pid %d", pid)
+    def _claim_warm(self, record: BotRecord) -> BotDir | None:
+        """A warm worker for this bot: its directory renamed, its config given."""
+        while self._warm:
+            warm = self._warm.pop(0)
+            if not warm.keeper_alive() or warm.read_exit() is not None:
+                shutil.rmtree(warm.path, ignore_errors=True)
+                continue
+            bot_dir = BotDir(self._bots_dir / record.bot_id)
+            os.rename(warm.path, bot_dir.path)
+            bot_dir.write_config(record.worker_config())
+            if not bot_dir.send({"cmd": "start"}):
+                continue
+            return bot_dir
+        return None
+
+    def _top_up(self) -> None:
+        if self._pool_size and (self._filler is None or self._filler.done()):
+            self._filler = asyncio.create_task(self._fill_pool(), name="warm-pool")
+
+    async def _fill_pool(self) -> None:
+        while not self._closing and len(self._warm) < self._pool_size:
+            warm = BotDir(self._bots_dir / f"{WARM_PREFIX}{secrets.token_hex(4)}")
+            warm.create(None)
+            try:
+                await self._spawn_keeper(warm)
+            except LaunchError as exc:
+                logger.warning("warm pool: %s", exc)
+                return
+            self._warm.append(warm)
+            logger.debug("warm worker ready in %s", warm.path)
+
+    def _drop_warm(self) -> None:
+        """Stop the idle warm workers (and any a dead control plane left)."""
+        dirs = {w.path for w in self._warm}
+        dirs.update(self._bots_dir.glob(f"{WARM_PREFIX}*"))
+        self._warm.clear()
+        for path in dirs:
+            BotDir(path).send({"cmd": "kill"})
+            shutil.rmtree(path, ignore_errors=True)
 
     async def reattach(self, record: BotRecord) -> None:
         if record.state_dir is None or not Path(record.state_dir).is_dir():
@@ -244,6 +314,7 @@ class LocalProcessLauncher(Launcher):
 
     async def close(self) -> None:
         self._closing = True
+        await self._stop_filling()
         watched = list(self._watched.values())
         for w in watched:
             await self.leave(w.record)
@@ -262,8 +333,16 @@ class LocalProcessLauncher(Launcher):
 
     async def detach(self) -> None:
         self._closing = True
+        await self._stop_filling()
         logger.info("detaching from %d running bots", len(self._watched))
         await self._stop_following()
+
+    async def _stop_filling(self) -> None:
+        if self._filler is not None and not self._filler.done():
+            self._filler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._filler
+        self._drop_warm()
 
     async def _stop_following(self) -> None:
         for w in list(self._watched.values()):

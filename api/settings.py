@@ -40,6 +40,8 @@ class ControlPlaneSettings(BaseSettings):
     keep_bots_on_shutdown: bool = False
     drain_timeout: float = Field(default=30.0, gt=0)
     heartbeat_timeout: float = Field(default=10.0, gt=0)
+    # Bot workers kept started with their imports done (0: none).
+    warm_pool: int = Field(default=0, ge=0, le=100)
     # Hosts a bot's server_url and a webhook URL may name (exact, lower case).
     server_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOSTS))
     webhook_hosts: list[str] = Field(default_factory=lambda: list(LOOPBACK_HOSTS))

@@ -160,3 +160,43 @@ async def test_a_missing_worker_program_is_a_launch_error() -> None:
 
     with pytest.raises(LaunchError, match="cannot start the bot worker"):
         await launcher.start(make_record())
+
+
+def gone(pid: int) -> bool:
+    """True once the process has ended (a zombie counts as ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+async def test_a_warm_worker_takes_the_next_bot_and_the_pool_refills(
+    tmp_path: Path,
+) -> None:
+    launcher = LocalProcessLauncher(
+        command=[sys.executable, FAKE_WORKER, "polite"],
+        bots_dir=tmp_path,
+        warm_pool=1,
+    )
+    await launcher.open()
+    await wait_until(lambda: launcher.warm == 1)
+    [warm] = tmp_path.glob("warm-*")
+    warm_pid = int((warm / "worker.pid").read_text())
+
+    record = make_record()
+    await launcher.start(record)
+
+    assert record.pid == warm_pid
+    assert record.state_dir == str(tmp_path / "b-1")
+    await wait_until(lambda: record.status == "in_call")
+    await wait_until(lambda: launcher.warm == 1)
+    [refill] = tmp_path.glob("warm-*")
+    refill_pid = int((refill / "worker.pid").read_text())
+
+    await launcher.leave(record)
+    await wait_until(lambda: record.exited)
+    assert (record.status, record.exit_code) == ("left", 0)
+    await launcher.close()
+    assert list(tmp_path.glob("warm-*")) == []
+    await wait_until(lambda: gone(refill_pid))
