@@ -190,3 +190,30 @@ def test_sigterm_with_keep_leaves_bots_for_the_next_control_plane(
             first.kill()
         if second is not None:
             second.stop()
+
+
+async def test_kill_9_of_a_bot_fails_it_and_the_api_keeps_serving(
+    api: tuple[httpx.AsyncClient, Store],
+) -> None:
+    client, store = api
+    records = client.app.state.bots  # type: ignore[attr-defined]
+    victim, other = [
+        (await client.post("/bots", json=BODY)).json()["id"] for _ in range(2)
+    ]
+    await wait_until(
+        lambda: records[victim].status == records[other].status == "in_call"
+    )
+
+    os.kill(records[victim].pid, signal.SIGKILL)
+    took = await wait_until(lambda: records[victim].status == "failed", timeout=5.0)
+
+    body = (await client.get(f"/bots/{victim}")).json()
+    assert took < 1.0
+    assert body["error"] == {
+        "code": "worker_killed",
+        "message": "worker killed by SIGKILL (exit code -9)",
+    }
+    assert (await client.get(f"/bots/{other}")).json()["status"] == "in_call"
+    assert (await client.post("/bots", json=BODY)).status_code == 201
+    [failed] = [r for r in store.load_bots() if r.bot_id == victim]
+    assert failed.error_code == "worker_killed"
