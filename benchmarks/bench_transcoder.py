@@ -11,7 +11,12 @@ Inputs are decoded-frame stand-ins (moving pattern frames in yuv420p), as the
 bot's receivers hand them over; decoding is the bot's cost, not the
 composite's.
 
-Run: .venv/bin/python benchmarks/bench_transcoder.py [--seconds 10]
+3. With ``--call SECONDS``: a transcoding bot and four publishing bots
+   (640x360, 15 fps) on the reference server, all as worker processes on this
+   machine; the transcoder's own report (frames, dropped, real-time factor)
+   and its process's CPU. The publishers' encoding shares the same cores.
+
+Run: .venv/bin/python benchmarks/bench_transcoder.py [--seconds 10] [--call 15]
 """
 
 from __future__ import annotations
@@ -140,12 +145,94 @@ def paced(settings: EncodingSettings, seconds: float, directory: Path) -> None:
     )
 
 
+async def call(seconds: float, directory: Path) -> None:
+    import asyncio
+    import os
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from callbot.server.app import ReferenceServer
+    from callbot.server.settings import ServerSettings
+    from tests.worker_bots import WorkerBot, stop_bots
+
+    os.environ["CALLBOT_LOG_LEVEL"] = "WARNING"
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    async with ReferenceServer(ServerSettings(port=0)) as server:
+        config = {"directory": str(directory / "call"), "fps": FPS}
+        composer = WorkerBot(
+            server.url,
+            "lobby",
+            "composer",
+            video=False,
+            audio=False,
+            plugins=[{"name": "transcoder", "config": config}],
+        )
+        publishers = [
+            WorkerBot(server.url, "lobby", user, width=WIDTH, height=HEIGHT, fps=FPS)
+            for user in USERS
+        ]
+        try:
+            await composer.start()
+            await composer.wait_for(lambda: composer.status == "in_call", 15, "join")
+            for publisher in publishers:
+                await publisher.start()
+            await composer.wait_for(
+                lambda: all(composer.video_frames(u) > 0 for u in USERS), 30, "video"
+            )
+            server.set_adaptive_quality("lobby", False)
+            assert composer.process is not None
+            pid = composer.process.pid
+            before, started = cpu_seconds(pid), time.monotonic()
+            window_start = time.time()
+            await asyncio.sleep(seconds)
+            cpu = (cpu_seconds(pid) - before) / (time.monotonic() - started)
+            received = {u: composer.video_frames(u) for u in USERS}
+            await composer.leave(30)
+        finally:
+            await stop_bots([composer, *publishers])
+    (done,) = composer.events("transcoded")
+    # Frames of the steady-state window, from the MP4's own timestamps.
+    in_call = next(
+        float(r["ts"]) for r in composer.reports if r.get("status") == "in_call"
+    )
+    offset = window_start - in_call
+    with av.open(done["mp4"]) as container:
+        stream = container.streams.video[0]
+        times = [
+            float(p.pts * stream.time_base)
+            for p in container.demux(stream)
+            if p.pts is not None
+        ]
+    steady = sum(1 for t in times if offset <= t < offset + seconds)
+    print(
+        f"call: {done['duration']:.1f} s composite, {done['frames']} frames, "
+        f"{done['dropped']} dropped; real-time factor "
+        f"{done['real_time_factor']:.3f} (worker thread CPU "
+        f"{done['cpu_seconds'] / done['duration']:.3f} s per s); "
+        f"transcoding bot CPU {cpu * 100:.0f} % "
+        f"of a core (receiving, decoding and compositing); frames received "
+        f"{received}"
+    )
+    print(
+        f"call, steady {seconds:.0f} s window: {steady} of "
+        f"{round(seconds * FPS)} composite frames written"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--preset", default="veryfast")
+    parser.add_argument(
+        "--call", type=float, default=0.0, metavar="SECONDS", help="also a real call"
+    )
     args = parser.parse_args()
     settings = EncodingSettings(
         width=args.width, height=args.height, fps=FPS, preset=args.preset
@@ -158,6 +245,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         throughput(settings, args.seconds, Path(directory))
         paced(settings, args.seconds, Path(directory))
+        if args.call:
+            import asyncio
+
+            asyncio.run(call(args.call, Path(directory)))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ class CompositeStats:
     dropped: int = 0
     busy: float = 0.0
     """Seconds the worker spent rendering, mixing and encoding."""
+    cpu: float = 0.0
+    """CPU seconds of that work in the worker thread (the encoder's own
+    threads not counted); far below ``busy``, the worker waited for a core."""
     duration: float = 0.0
     """Seconds of composite written."""
 
@@ -61,7 +64,7 @@ class LiveComposite:
         hls_dir: Path | None = None,
         layout: Layout = "grid",
         stall_after: float = 1.0,
-        max_lag: float = 0.25,
+        max_lag: float = 1.0,
         tile_overlays: Mapping[str, TileOverlay] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -154,7 +157,7 @@ class LiveComposite:
         due = int((now - self._start) * fps + 1e-6)
         if due < self._next_index:
             return False
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         index = self._next_index
         if due - index > self.max_lag * fps:
             self.stats.dropped += due - index
@@ -174,6 +177,7 @@ class LiveComposite:
         self.stats.frames += 1
         self.stats.duration = output.duration
         self.stats.busy += time.perf_counter() - started
+        self.stats.cpu += time.thread_time() - cpu
         return True
 
     def next_due(self) -> float | None:

@@ -186,6 +186,7 @@ class Transcoder(Plugin):
                 "frames": stats.frames,
                 "dropped": stats.dropped,
                 "real_time_factor": round(stats.real_time_factor, 3),
+                "cpu_seconds": round(stats.cpu, 3),
                 "error": repr(error) if error is not None else None,
                 "ts": self.context.clock(),
             }

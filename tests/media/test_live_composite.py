@@ -122,7 +122,7 @@ def test_hls_playlist_lists_segments_that_open(tmp_path: Path) -> None:
 
 
 def test_falling_behind_drops_frames_instead_of_queueing(tmp_path: Path) -> None:
-    composite = LiveComposite(SETTINGS, tmp_path / "out.mp4")
+    composite = LiveComposite(SETTINGS, tmp_path / "out.mp4", max_lag=0.5)
     composite.participant_joined("alice", None)
     composite.open(100.0)
     assert composite.tick(100.0)
