@@ -263,6 +263,16 @@ class Qa(Plugin):
                     (m.added_at for m in self.tracks.values() if m.added_at),
                     default=None,
                 ),
+                "connected_at": _r(
+                    min(
+                        (
+                            p
+                            for m in self.tracks.values()
+                            if (p := m.first_packet_at()) is not None
+                        ),
+                        default=None,
+                    )
+                ),
                 "first_frame_at": min(first_frames, default=None),
             },
             "rtt_ms": {
@@ -313,6 +323,12 @@ class Qa(Plugin):
             "join": {
                 "joined_at": _r(person.joined_at),
                 "first_track_at": _r(first_track),
+                "first_packet_at": _r(
+                    min(
+                        (p for m in mine if (p := m.first_packet_at()) is not None),
+                        default=None,
+                    )
+                ),
                 "first_frame_at": _r(first_frame),
                 "first_frame_after_join": _r(first_frame - person.joined_at)
                 if first_frame is not None and person.joined_at is not None

@@ -151,12 +151,19 @@ class TrackMetrics:
     def summary(self) -> dict[str, Any]:
         return self.base_summary()
 
+    def first_packet_at(self) -> float | None:
+        """When the first RTP packet arrived (s into the run), if watched."""
+        if self.watch is None or self.watch.first_packet_at is None:
+            return None
+        return self.watch.first_packet_at - self.origin
+
     def base_summary(self) -> dict[str, Any]:
         return {
             "track_id": self.track_id,
             "kind": self.kind,
             "user_id": self.user_id,
             "added_at": _round(self.added_at),
+            "first_packet_at": _round(self.first_packet_at()),
             "first_frame_at": _round(self.first_frame_at),
             "ended_at": _round(self.ended_at),
             "frames": self.frames,

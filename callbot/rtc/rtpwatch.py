@@ -18,6 +18,7 @@ time, the senders of its transport's RTP router.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -135,6 +136,8 @@ class RtpWatch:
     retransmissions: int = 0
     jitter: float = 0.0
     """RFC 3550 interarrival jitter of the media packets, in seconds."""
+    first_packet_at: float | None = None
+    """Wall-clock time of the first packet (media flows: ICE and DTLS are up)."""
     _last_transit: float | None = None
     _last_timestamp: int | None = None
 
@@ -178,6 +181,8 @@ def watch_receiver(receiver: RTCRtpReceiver) -> RtpWatch:
     original: Callable[..., Awaitable[None]] = receiver._handle_rtp_packet
 
     async def handle(packet: Any, arrival_time_ms: int) -> None:
+        if watch.first_packet_at is None:
+            watch.first_packet_at = time.time()
         codec = codecs.get(packet.payload_type)
         if codec is not None:
             size = len(packet.payload) + 12
