@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from callbot.server.app import ReferenceServer
@@ -30,7 +31,7 @@ ROOM = "qa-room"
 
 @pytest.fixture
 async def server() -> AsyncIterator[ReferenceServer]:
-    settings = ServerSettings(port=0, rooms=[RoomConfig(name=ROOM)])
+    settings = ServerSettings(port=0, admin_port=0, rooms=[RoomConfig(name=ROOM)])
     async with ReferenceServer(settings) as server:
         yield server
 
@@ -146,10 +147,15 @@ async def test_a_2_s_pause_is_one_freeze_and_fails_the_freeze_threshold(
         qa = await qa_bot(server, tmp_path)
         bots.append(qa)
         await asyncio.sleep(2)
-        subscribers = server.set_network_conditions(
-            ROOM, video_id, NetworkConditions(pause_ms=2000)
-        )
-        assert subscribers == 1
+        # Through the admin HTTP, as a QA run against a separate server would.
+        async with httpx.AsyncClient(base_url=str(server.admin_url)) as admin:
+            listed = await admin.get(f"/rooms/{ROOM}/users/pub/tracks")
+            assert listed.json()["tracks"][video_id] == "video"
+            reply = await admin.post(
+                f"/rooms/{ROOM}/tracks/{video_id}/network_conditions",
+                json={"pause_ms": 2000},
+            )
+        assert reply.status_code == 200 and reply.json()["subscribers"] == 1
         await asyncio.sleep(5)
         report = await finish(qa, tmp_path)
     finally:
@@ -165,7 +171,7 @@ async def test_a_2_s_pause_is_one_freeze_and_fails_the_freeze_threshold(
     assert suite is not None and int(suite.get("failures") or 0) >= 1
 
 
-async def test_5_percent_loss_is_reported_as_5_percent_wire_loss(
+async def test_5_percent_loss_is_5_percent_wire_loss_and_delay_adds_latency(
     server: ReferenceServer, tmp_path: Path
 ) -> None:
     pub, video_id = await publisher(server)
@@ -175,7 +181,9 @@ async def test_5_percent_loss_is_reported_as_5_percent_wire_loss(
         # A seed whose running share stays within 0.6 points of 5 % from the
         # 300th draw on, so the figure tests the measurement, not the dice.
         server.network.rng = random.Random(176)
-        server.set_network_conditions(ROOM, video_id, NetworkConditions(loss=0.05))
+        server.set_network_conditions(
+            ROOM, video_id, NetworkConditions(loss=0.05, delay_ms=100)
+        )
         qa = await qa_bot(server, tmp_path)
         bots.append(qa)
         await asyncio.sleep(8)
@@ -183,9 +191,12 @@ async def test_5_percent_loss_is_reported_as_5_percent_wire_loss(
     finally:
         await stop_bots(bots)
 
-    wire = track_of(report, "video")["wire"]
+    video = track_of(report, "video")
+    wire = video["wire"]
     assert wire["packets_expected"] > 500
     assert wire["wire_loss"] == pytest.approx(0.05, abs=0.015)
     # NACK and RTX repair most of it; what is left is reported apart.
     assert wire["loss"] < wire["wire_loss"]
     assert track_of(report, "audio")["wire"]["wire_loss"] == 0.0
+    # The 100 ms delay shows in the glass-to-glass latency (about 70 ms clean).
+    assert 150 <= video["latency_ms"]["median"] <= 400
