@@ -85,6 +85,14 @@ async def test_transcoder_composites_the_call_live_and_from_its_recording(
                 )
             server.set_adaptive_quality("lobby", False)
             await asyncio.sleep(IN_CALL)
+            # While the call runs: HLS segments to play, the MP4 being written
+            # (in the muxer's chunks; solid colours compress to little).
+            (live_playlist,) = (tmp_path / "transcodes").glob("*/hls/index.m3u8")
+            live_segments = playlist_segments(live_playlist)
+            assert len(live_segments) >= 2
+            assert sorted(streams(live_segments[0])[0]) == ["aac", "h264"]
+            (live_mp4,) = (tmp_path / "transcodes").glob("*/composite.mp4")
+            assert live_mp4.stat().st_size > 0
             assert await composer.leave(15) == 0
         finally:
             await stop_bots(bots)
