@@ -105,6 +105,8 @@ class LiveComposite:
         self._audio.append((user_id, None))
 
     def video_frame(self, user_id: str, frame: av.VideoFrame) -> None:
+        # Known limit: frames are placed by arrival time, not RTP/RTCP time, so
+        # lip sync is as good as the bot's receive path (audio ~60 ms later).
         now = self._clock()
         with self._lock:
             self.scene.video(user_id, frame, now)

@@ -167,6 +167,8 @@ class Transcoder(Plugin):
         if not self._started:
             return
         # Finalising flushes the encoder and rewrites the MP4: off the loop.
+        # Known limit: the fast-start rewrite of a long call's MP4 can outlast
+        # the bot's 5 s bound for on_leaving (the rewrite then ends after "left").
         stats = await asyncio.to_thread(self.composite.stop)
         error = self.composite.error
         self.context.log.info(

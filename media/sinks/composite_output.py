@@ -68,6 +68,8 @@ class CompositeOutput:
     # ------------------------------------------------------------ setup
 
     def _open_mp4(self) -> Any:
+        # Known limit: the MP4 index is written on close; a killed process leaves
+        # an MP4 that does not open (the HLS segments written so far do).
         self.mp4_path.parent.mkdir(parents=True, exist_ok=True)
         return av.open(
             str(self.mp4_path), "w", format="mp4", options={"movflags": "+faststart"}
