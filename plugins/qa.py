@@ -256,6 +256,8 @@ class Qa(Plugin):
             "started_at": self.origin,
             "duration": round(end, 3),
             "clock_note": CLOCK_NOTE,
+            # Known limit: the POST /bots and channel-join times belong to the
+            # control plane and the bot; the plugin starts its clock at creation.
             "self": {
                 "started_at": 0.0,
                 "joined_at": self.joined_at,

@@ -214,6 +214,7 @@ class VideoMetrics(TrackMetrics):
             self.latencies.append((at, now - sent_ms / 1000))
 
         self.per_second[int(at)] += 1
+        # Known limit: a freeze still running when the track or run ends is not counted.
         if self._last_new is not None and at - self._last_new > FREEZE_GAP:
             self.freezes.append(Freeze(self._last_new, at - self._last_new))
         self._last_new = at

@@ -38,6 +38,7 @@ def beep_mask(wall_start: float, samples: int, sample_rate: int) -> NDArray[np.b
     return np.asarray((times % PERIOD_SECONDS) < FLASH_SECONDS)
 
 
+# Known limit: audio latency over 980 ms is attributed to the next beep.
 def nominal_beep_time(onset: float) -> float:
     """The wall-clock second a beep heard at ``onset`` was sent at.
 
