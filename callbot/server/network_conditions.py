@@ -99,7 +99,7 @@ class TrackImpairment:
         counters.packets += 1
         if retransmission:
             counters.retransmissions += 1
-        # Known limit: retransmissions (RTX) are never lost, so every loss is repairable.
+        # Known limit: retransmissions (RTX) are never lost; every loss is repairable.
         loss = self.conditions.loss
         if not retransmission and loss > 0 and self.rng.random() < loss:
             counters.dropped += 1
