@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api import requestid
 from api.bus import EventBus
@@ -262,9 +263,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state["draining"] = False
         # Bots of an earlier control plane: keep their records, follow the
         # running ones again.
-        loaded = db.load_bots()
+        loaded = [r for r in db.load_bots() if r.bot_id not in bots]
         metrics.seen(loaded)
         for record in loaded:
             bots[record.bot_id] = record
@@ -356,8 +358,16 @@ def create_app(
         request: Request, exc: StarletteHTTPException
     ) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            # Starlette names only the first route of the path; list them all.
+            headers["Allow"] = ", ".join(_allowed_methods(app, request))
         return error_response(
-            exc.status_code, code, str(exc.detail), retryable=exc.status_code >= 500
+            exc.status_code,
+            code,
+            str(exc.detail),
+            retryable=exc.status_code >= 500,
+            headers=headers or None,
         )
 
     @app.exception_handler(Exception)
@@ -406,6 +416,7 @@ def create_app(
             " same bot again; the same key with another body is a 409."
         ),
         responses={
+            400: _error("The body cannot be read (not UTF-8 JSON)."),
             409: _error("The Idempotency-Key was used with another body."),
             422: _error(
                 "The body is invalid (server_url must be ws/wss on an allowed host)."
@@ -745,6 +756,18 @@ def create_app(
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     return app
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        route_methods = getattr(route, "methods", None)
+        if match != Match.NONE and route_methods:
+            methods.update(route_methods)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 def _load_per_core() -> float:
