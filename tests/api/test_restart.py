@@ -45,11 +45,11 @@ def alive(pid: int) -> bool:
 
 
 def test_bots_outlive_a_sigkilled_control_plane_and_the_next_one_stops_them(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    first = ServeProcess(data)
+    first = ServeProcess(data, CALLBOT_DATABASE_URL=database_url)
     second: ServeProcess | None = None
     try:
         first.wait_live()
@@ -65,7 +65,7 @@ def test_bots_outlive_a_sigkilled_control_plane_and_the_next_one_stops_them(
         pids = [before[i]["pid"] for i in ids]
         assert all(alive(pid) for pid in pids)
 
-        second = ServeProcess(data)
+        second = ServeProcess(data, CALLBOT_DATABASE_URL=database_url)
         second.headers["Authorization"] = f"Bearer {key}"
         second.wait_live()
         after = bots(second)
