@@ -148,12 +148,32 @@ def install_ice_policy(policy: IceAddressPolicy) -> None:
     logger.info("ICE address policy installed: %s", ", ".join(policy.addresses))
 
 
-def rtc_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
+def ice_server_host(url: str) -> str | None:
+    """The host of a ``stun:``/``stuns:``/``turn:``/``turns:`` URL, if any."""
+    scheme, sep, rest = url.partition(":")
+    if not sep or scheme.lower() not in ("stun", "stuns", "turn", "turns"):
+        return None
+    rest = rest.split("?", 1)[0]
+    if rest.startswith("//"):
+        rest = rest[2:]
+    if rest.startswith("["):
+        host, bracket, _ = rest[1:].partition("]")
+        return host if bracket else None
+    host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+    return host or None
+
+
+def rtc_configuration(
+    ice_servers: list[dict[str, Any]], policy: IceAddressPolicy | None = None
+) -> RTCConfiguration:
     """An aiortc configuration with an explicit ICE server list.
 
     An empty list stays empty: aiortc would otherwise fall back to a public
     STUN server. Entries use the browser's shape (``urls``, ``username``,
-    ``credential``); entries without ``urls`` are skipped.
+    ``credential``); entries without ``urls`` are skipped. With a ``policy``,
+    only STUN/TURN servers whose host is an address the policy allows are
+    kept: a host name is never resolved and no packet goes to a server outside
+    the policy (the real server's join reply lists public STUN hosts).
     """
     servers: list[RTCIceServer] = []
     for entry in ice_servers:
@@ -165,6 +185,18 @@ def rtc_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
         else:
             logger.warning("ICE server entry without urls ignored: %r", entry)
             continue
+        if policy is not None:
+            allowed = []
+            for url in url_list:
+                host = ice_server_host(url)
+                if host is not None and policy.allows(host):
+                    allowed.append(url)
+                else:
+                    logger.info(
+                        "ICE server %s is outside the ICE address policy, not used",
+                        url,
+                    )
+            url_list = allowed
         if not url_list:
             continue
         username = entry.get("username")

@@ -53,7 +53,7 @@ class BotPeer:
         on_track: Callable[[RTCRtpTransceiver, MediaStreamTrack], None],
         log: Log | None = None,
     ) -> None:
-        configuration = rtc_configuration(ice_servers)
+        configuration = rtc_configuration(ice_servers, policy)
         # One transport for all m-lines, like the browser library. With aiortc's
         # default (balanced) a second m-line of a kind stays on a transport that
         # the answer's BUNDLE discards, and receives nothing.

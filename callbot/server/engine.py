@@ -282,7 +282,9 @@ class Endpoint:
 
         pc = self.pc
         if pc is None:
-            configuration = rtc_configuration(self.engine.settings.ice_servers)
+            configuration = rtc_configuration(
+                self.engine.settings.ice_servers, self.engine.policy
+            )
             # Like ex_webrtc, one transport for every m-line. aiortc's default
             # (balanced) gives a first offer's later m-lines of a kind the
             # transport of that kind's first m-line, which BUNDLE then discards:

@@ -12,6 +12,7 @@ from aiortc import RTCPeerConnection
 
 from callbot.rtc.icepolicy import (
     IceAddressPolicy,
+    ice_server_host,
     install_ice_policy,
     parse_candidate,
     rtc_configuration,
@@ -193,3 +194,38 @@ async def test_two_peers_connect_over_loopback_only() -> None:
     finally:
         await offerer.close()
         await answerer.close()
+
+
+def test_ice_servers_outside_the_policy_are_never_used() -> None:
+    # The real server's join reply lists public STUN hosts (and maybe TURN).
+    servers = [
+        {"urls": ["stun:stun.l.google.com:19302", "stun:127.0.0.1:3478"]},
+        {
+            "urls": "turn:127.0.0.3:3478?transport=udp",
+            "username": "u",
+            "credential": "c",
+        },
+        {"urls": "stun:[::1]:3478"},
+        {"urls": "turns:192.0.2.7:5349"},
+    ]
+    policy = IceAddressPolicy(["127.0.0.1", "::1"])
+
+    config = rtc_configuration(servers, policy)
+
+    assert [s.urls for s in config.iceServers] == [
+        ["stun:127.0.0.1:3478"],
+        ["stun:[::1]:3478"],
+    ]
+    assert (
+        rtc_configuration(servers[:1], IceAddressPolicy(["10.0.0.1"])).iceServers == []
+    )
+
+
+def test_ice_server_host_reads_stun_and_turn_urls() -> None:
+    assert ice_server_host("stun:stun.example.org") == "stun.example.org"
+    assert ice_server_host("stun:198.51.100.1:3478") == "198.51.100.1"
+    assert ice_server_host("turn:[2001:db8::1]:3478?transport=tcp") == "2001:db8::1"
+    assert ice_server_host("turns:turn.example.org:443?transport=tcp") == (
+        "turn.example.org"
+    )
+    assert ice_server_host("https://example.org") is None
