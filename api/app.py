@@ -433,6 +433,7 @@ def create_app(
         ] = None,
     ) -> BotCreated:
         request_hash = _request_hash(body)
+        # Known limit: Idempotency-Keys are global (not per API key) and never expire.
         if idempotency_key is not None:
             found = db.find_idempotent(idempotency_key)
             if found is not None:

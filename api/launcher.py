@@ -200,6 +200,8 @@ class LocalProcessLauncher(Launcher):
 
         pid = bot_dir.read_pid(bot_dir.worker_pid)
         assert pid is not None
+        # Known limit: a control plane killed before the caller saves these
+        # leaves the bot running but not reattachable.
         record.pid = pid
         record.keeper_pid = bot_dir.read_pid(bot_dir.keeper_pid)
         record.state_dir = str(bot_dir.path)

@@ -69,6 +69,9 @@ def migrate(connection: Connection) -> None:
 class Store:
     """Bots, status history, events, webhook deliveries and API keys."""
 
+    # Known limit: calls run synchronously on the event loop (short transactions),
+    # all bots are loaded at start-up, and events are never pruned.
+
     def __init__(self, url: str = "sqlite://") -> None:
         if url.startswith("sqlite"):
             memory = url in ("sqlite://", "sqlite:///:memory:")
