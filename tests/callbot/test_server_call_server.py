@@ -216,9 +216,7 @@ async def test_engine_paths_do_not_rearm_inactivity(
     await calls.close()
 
 
-def test_engine_notifications(
-    calls: Calls, room: Recorder, pubsub: PubSub
-) -> None:
+def test_engine_notifications(calls: Calls, room: Recorder, pubsub: PubSub) -> None:
     call = calls.ensure("r1")
     a = call.add_participant("a", {}).endpoint_id
     call.add_participant("b", {})
@@ -237,12 +235,22 @@ def test_engine_notifications(
     assert room.events() == [
         (
             "track_added",
-            {"track_id": f"{a}:t1", "endpoint_id": a, "type": "video", "encoding": "VP8"},
+            {
+                "track_id": f"{a}:t1",
+                "endpoint_id": a,
+                "type": "video",
+                "encoding": "VP8",
+            },
         ),
         ("track_removed", {"track_id": f"{a}:t1"}),
         (
             "track_added",
-            {"track_id": f"{a}:t2", "endpoint_id": a, "type": "audio", "encoding": "opus"},
+            {
+                "track_id": f"{a}:t2",
+                "endpoint_id": a,
+                "type": "audio",
+                "encoding": "opus",
+            },
         ),
     ]
     room.clear()
