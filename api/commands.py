@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -106,14 +107,19 @@ class DemoCommand:
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from api.demo import run_demo
+        from api.demo import failed_summary, run_demo
 
         # Keep the progress lines readable unless asked for logs.
         level = args.log_level or "WARNING"
         logging.getLogger().setLevel(level)
-        summary = asyncio.run(
-            run_demo(duration=args.duration, as_json=args.json, log_level=level)
-        )
+        try:
+            summary = asyncio.run(
+                run_demo(duration=args.duration, as_json=args.json, log_level=level)
+            )
+        except KeyboardInterrupt:
+            if args.json:
+                print(json.dumps(failed_summary("interrupted")), flush=True)
+            return 130
         return 0 if summary["ok"] else 1
 
 

@@ -146,6 +146,8 @@ def format_progress(elapsed: float, bots: list[dict[str, Any]]) -> str:
 
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"summary of room {summary['room_id']}:"]
+    if summary.get("error"):
+        lines.append(f"  the demo failed: {summary['error']}")
     for bot in summary["bots"]:
         line = f"  {bot['user_id']} ({bot['id']}): {bot['final_status']}"
         if bot.get("reason"):
@@ -185,6 +187,26 @@ async def run_demo(
     *, duration: float = 10.0, as_json: bool = False, log_level: str = "WARNING"
 ) -> dict[str, Any]:
     """Run the whole demo and return its summary (printed as it goes)."""
+    try:
+        summary = await _run(duration, log_level)
+    except Exception as exc:
+        # --json promises a last line a script can parse, whatever happened.
+        logger.exception("the demo failed")
+        summary = failed_summary(f"{type(exc).__name__}: {exc}")
+
+    if not as_json:
+        print(format_summary(summary), flush=True)
+    else:
+        print(json.dumps(summary), flush=True)
+    return summary
+
+
+def failed_summary(error: str) -> dict[str, Any]:
+    """The summary of a demo that could not run to the end."""
+    return {"ok": False, "error": error, "room_id": ROOM_ID, "bots": []}
+
+
+async def _run(duration: float, log_level: str) -> dict[str, Any]:
     from callbot.server.app import ReferenceServer
     from callbot.server.settings import ServerSettings
 
@@ -203,15 +225,9 @@ async def run_demo(
             ) as client,
         ):
             print(f"control plane on {base_url}", flush=True)
-            summary = await _drive(client, server.url, duration)
+            return await _drive(client, server.url, duration)
     finally:
         await server.stop()
-
-    if not as_json:
-        print(format_summary(summary), flush=True)
-    else:
-        print(json.dumps(summary), flush=True)
-    return summary
 
 
 async def _drive(

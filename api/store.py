@@ -8,8 +8,9 @@ Alembic migrations in ``api/migrations`` when the store opens.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,13 @@ class Store:
     # all bots are loaded at start-up, and events are never pruned.
 
     def __init__(self, url: str = "sqlite://") -> None:
+        # Calls come from the event loop and from the app's thread pool (sync
+        # dependencies such as the API key check). An in-memory SQLite store
+        # is one shared connection, and SQLite serialises writers anyway, so
+        # its transactions take turns; PostgreSQL has a connection per call.
+        self._lock: AbstractContextManager[Any] = nullcontext()
         if url.startswith("sqlite"):
+            self._lock = threading.RLock()
             memory = url in ("sqlite://", "sqlite:///:memory:")
             self.engine: Engine = create_engine(
                 url,
@@ -95,7 +102,7 @@ class Store:
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
+        with self._lock, self._sessions.begin() as session:
             yield session
 
     # ---------------------------------------------------------------- bots

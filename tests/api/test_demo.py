@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
+
+from api import demo
 from api.demo import format_progress, format_summary, received, summarize
 
 
@@ -114,3 +118,19 @@ def test_progress_and_summary_read_in_user_terms() -> None:
     )
     assert "    received video from bot-2: 290 frames at 640x480" in text
     assert text.endswith("ok: every bot received the others' audio and video and left")
+
+
+async def test_json_demo_ends_with_a_json_line_even_when_it_fails(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def broken(duration: float, log_level: str) -> dict[str, Any]:
+        raise RuntimeError("the reference server did not start")
+
+    monkeypatch.setattr(demo, "_run", broken)
+
+    summary = await demo.run_demo(as_json=True)
+
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last) == summary
+    assert summary["ok"] is False
+    assert summary["error"] == "RuntimeError: the reference server did not start"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -188,3 +189,39 @@ def test_api_keys_are_found_by_hash_only(store: Store) -> None:
 
     assert store.key_by_hash("ab" * 32) == "k-1"
     assert store.key_by_hash("cd" * 32) is None
+
+
+def test_the_in_memory_store_takes_calls_from_many_threads_at_once() -> None:
+    # The app checks API keys in its thread pool while the event loop saves
+    # bots: one shared SQLite connection must never be used twice at once.
+    store = Store("sqlite://")
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for _ in range(200):
+                store.key_by_hash("0" * 64)
+                store.running_count()
+                store.load_bots()
+        except BaseException as exc:
+            errors.append(exc)
+
+    def write(n: int) -> None:
+        try:
+            for i in range(100):
+                store.add_key(f"k{n}-{i}", "x", f"{n:02d}{i:062d}", float(i))
+                store.add_bot(make_record(f"b-{n}-{i}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(3)]
+    threads += [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert len(store.load_bots()) == 200
+    assert store.key_by_hash(f"{1:02d}{99:062d}") == "k1-99"
+    store.close()
