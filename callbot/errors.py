@@ -17,6 +17,10 @@ class FrameError(CallbotError):
     """A Phoenix frame could not be parsed."""
 
 
+class FrameTooDeep(FrameError):
+    """A frame nests JSON deeper than the decoder goes; only that frame is lost."""
+
+
 class ChannelError(CallbotError):
     """A channel operation failed (closed, errored, not joined)."""
 

@@ -20,6 +20,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from callbot.errors import ChannelError, PushTimeout, ReplyError, SocketClosed
+from callbot.logtext import clip
 from callbot.phoenix.frames import PHX_JOIN
 from callbot.phoenix.protocol import (
     JOIN_REFUSED,
@@ -51,8 +52,11 @@ logger = logging.getLogger(__name__)
 MessageHandler = Callable[[Any], object]
 StateHandler = Callable[[ChannelState, dict[str, Any] | None], object]
 
-# Frames are small JSON texts; snapshots reach tens of KB.
-_MAX_FRAME = 16 * 2**20
+# The real server has no frame size limit (phoenix-channels.md §8); snapshots
+# reach tens of KB, a hostile relay may send far more. None: no limit.
+DEFAULT_MAX_FRAME_SIZE = 64 * 2**20
+# Close code websockets sends when it refuses a frame over max_size.
+_MESSAGE_TOO_BIG = 1009
 _CONNECT_ERRORS = (OSError, TimeoutError, WebSocketException)
 
 
@@ -80,8 +84,18 @@ class Socket:
         reconnect_after: Callable[[int], float] = default_backoff,
         push_timeout: float = 10.0,
         rejoin_after: Callable[[int], float] = default_rejoin,
+        max_frame_size: int | None = DEFAULT_MAX_FRAME_SIZE,
+        reconnect_after_server_close: bool = True,
     ) -> None:
+        """Args:
+        max_frame_size: bytes of the largest frame accepted; a larger one
+            drops the connection (which then reconnects). None: no limit.
+        reconnect_after_server_close: reconnect also when the server closes
+            with code 1000. The JS client stays down then; a bot must not.
+        """
         self.url = websocket_url(url, params)
+        self.max_frame_size = max_frame_size
+        self.reconnect_after_server_close = reconnect_after_server_close
         # The query may hold a token: logs show only the address.
         self._log_url = urlunsplit(urlsplit(self.url)._replace(query=""))
         self._core = ClientProtocol(
@@ -165,7 +179,7 @@ class Socket:
             self.url,
             compression=None,
             ping_interval=None,
-            max_size=_MAX_FRAME,
+            max_size=self.max_frame_size,
             open_timeout=self._core.push_timeout,
         )
 
@@ -208,25 +222,37 @@ class Socket:
     async def _read(self, ws: ClientConnection) -> None:
         try:
             async for data in ws:
-                logger.debug("< %s", data)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("< %s", clip(data))
                 try:
                     self._core.receive(data, self._now())
                     self._flush()
                 except Exception:
-                    logger.exception("failed to handle < %s", data)
+                    logger.exception("failed to handle < %s", clip(data))
         except ConnectionClosed:
             pass
         if self._ws is not ws:
             return  # closed on purpose (close() or a heartbeat timeout)
 
         code = ws.close_code
-        clean = self._closing or code == 1000
-        logger.info(
-            "connection to %s lost (code %s, %s)",
-            self._log_url,
-            code,
-            "clean" if clean else "will reconnect",
+        clean = self._closing or (
+            code == 1000 and not self.reconnect_after_server_close
         )
+        sent = ws.protocol.close_sent
+        if sent is not None and sent.code == _MESSAGE_TOO_BIG:
+            logger.warning(
+                "connection to %s dropped: the server sent a frame larger than"
+                " the limit of %s bytes, which was refused",
+                self._log_url,
+                self.max_frame_size,
+            )
+        else:
+            logger.info(
+                "connection to %s lost (code %s, %s)",
+                self._log_url,
+                code,
+                "clean" if clean else "will reconnect",
+            )
         await self._detach(ws)
         self._core.connection_lost(self._now(), clean=clean)
         self._flush()
@@ -293,9 +319,10 @@ class Socket:
                 for frame in frames:
                     text = frame.encode()
                     if self._outbox is None:
-                        logger.debug("not connected, dropping > %s", text)
+                        logger.debug("not connected, dropping > %s", clip(text))
                         continue
-                    logger.debug("> %s", text)
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug("> %s", clip(text))
                     self._outbox.put_nowait(text)
                 for event in events:
                     self._dispatch(event)

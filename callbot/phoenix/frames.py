@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from callbot.errors import FrameError
+from callbot.errors import FrameError, FrameTooDeep
 
 PHOENIX_TOPIC = "phoenix"
 
@@ -47,6 +47,7 @@ def decode(text: str | bytes) -> Message:
     Raises:
         FrameError: the frame is not JSON, not an array of at least five
             elements, or its refs, topic or event have the wrong types.
+        FrameTooDeep: the JSON nests deeper than Python's decoder goes.
     """
     if isinstance(text, bytes):
         try:
@@ -57,6 +58,8 @@ def decode(text: str | bytes) -> Message:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FrameError(f"frame is not JSON: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise FrameTooDeep("frame nests JSON too deeply to decode") from exc
     if not isinstance(data, list) or len(data) < 5:
         raise FrameError("frame is not an array of five elements")
     join_ref, ref, topic, event, payload = data[:5]

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from callbot.errors import ChannelError, FrameError
+from callbot.logtext import clip
 from callbot.phoenix.frames import (
     HEARTBEAT,
     PHOENIX_TOPIC,
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 _RECONNECT_STEPS = (0.010, 0.050, 0.100, 0.150, 0.200, 0.250, 0.500, 1.0, 2.0)
 _REJOIN_STEPS = (1.0, 2.0, 5.0)
+# A connection that stayed open this long was a good one: the next loss starts
+# the reconnect backoff from its first step again.
+STABLE_AFTER = 5.0
 
 
 def default_backoff(tries: int) -> float:
@@ -256,8 +260,15 @@ class ClientProtocol:
         push_timeout: float = 10.0,
         reconnect_after: Callable[[int], float] = default_backoff,
         rejoin_after: Callable[[int], float] = default_rejoin,
+        stable_after: float = STABLE_AFTER,
     ) -> None:
+        """Args:
+        stable_after: seconds a connection must stay open before its loss
+            restarts the reconnect backoff; a server that accepts and drops
+            connections at once sees ever longer delays.
+        """
         self.heartbeat_interval = heartbeat_interval
+        self.stable_after = stable_after
         self.push_timeout = push_timeout
         self.reconnect_after = reconnect_after
         self.rejoin_after = rejoin_after
@@ -272,6 +283,7 @@ class ClientProtocol:
         self._pending: dict[str, _Push] = {}
         self._heartbeat = _Heartbeat()
         self._reconnect = _Reconnect()
+        self._opened_at: float | None = None
         self._stopped = False
         self._out = _Output()
 
@@ -328,7 +340,9 @@ class ClientProtocol:
         """The websocket is open: start the heartbeat and (re)join channels."""
         self.state = SocketState.OPEN
         self._stopped = False
-        self._reconnect = _Reconnect()
+        # The try count survives until the connection proves stable (_lose).
+        self._reconnect.at = None
+        self._opened_at = now
         self._heartbeat = _Heartbeat(due_at=now + self.heartbeat_interval)
         for channel in list(self._channels.values()):
             # Errored channels rejoin at once; joining ones were waiting for
@@ -463,7 +477,7 @@ class ClientProtocol:
         try:
             message = decode(text)
         except FrameError as exc:
-            logger.warning("dropping undecodable frame: %s", exc)
+            logger.warning("dropping undecodable frame (%s): %s", exc, clip(text))
             return
 
         if message.topic == PHOENIX_TOPIC:
@@ -527,7 +541,10 @@ class ClientProtocol:
             self._heartbeat = _Heartbeat(due_at=now + self.heartbeat_interval)
         else:
             logger.debug(
-                "dropping %s on %s (ref %s)", message.event, message.topic, message.ref
+                "dropping %s on %s (ref %s)",
+                clip(message.event),
+                clip(message.topic),
+                clip(message.ref),
             )
 
     def _receive_reply(self, message: Message, now: float) -> None:
@@ -568,7 +585,9 @@ class ClientProtocol:
 
         # A reply after its push timed out, or to a fire-and-forget event.
         logger.debug(
-            "dropping reply to unknown ref %s on %s", message.ref, message.topic
+            "dropping reply to unknown ref %s on %s",
+            clip(message.ref),
+            clip(message.topic),
         )
 
     def _receive_channel_message(self, message: Message, now: float) -> None:
@@ -588,16 +607,20 @@ class ClientProtocol:
                     )
                 )
         if not delivered:
-            logger.debug("dropping %s for %s: no channel", message.event, message.topic)
+            logger.debug(
+                "dropping %s for %s: no channel",
+                clip(message.event),
+                clip(message.topic),
+            )
 
     def _outdated(self, message: Message, channel: ChannelCore) -> bool:
         if message.join_ref is None or message.join_ref == channel.join_ref:
             return False
         logger.debug(
             "dropping outdated %s on %s: join_ref %s, current %s",
-            message.event,
-            message.topic,
-            message.join_ref,
+            clip(message.event),
+            clip(message.topic),
+            clip(message.join_ref),
             channel.join_ref,
         )
         return True
@@ -668,6 +691,9 @@ class ClientProtocol:
     # internals: state changes
 
     def _lose(self, now: float, *, reconnect: bool) -> None:
+        opened_at, self._opened_at = self._opened_at, None
+        if opened_at is not None and now - opened_at >= self.stable_after:
+            self._reconnect.tries = 0
         self.state = SocketState.CLOSED
         self._heartbeat = _Heartbeat()
         self._fail_pending(SOCKET_LOST)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from callbot.logtext import clip
 from callbot.server.call_server import CallFull
 from callbot.server.calls import Calls
 from callbot.server.channel import (
@@ -96,7 +97,9 @@ class CallChannel(Channel):
         # personal topic for media events (call-channel.md §1).
         self.pubsub.subscribe(self.topic, self, duplicate=True)
         self.pubsub.subscribe(f"{self.topic}:{self.user_id}", self)
-        logger.info("room %s: user %s joined the channel", self.room_id, self.user_id)
+        logger.info(
+            "room %s: user %s joined the channel", self.room_id, clip(self.user_id)
+        )
         return {"ice_servers": [dict(s) for s in self.settings.ice_servers]}
 
     # -- client events -----------------------------------------------------
@@ -293,7 +296,9 @@ class CallChannel(Channel):
     def _bad(self, why: str) -> None:
         if self.settings.crash_on_bad_event:
             raise _BadEvent(why)
-        logger.warning("room %s: user %s: ignored: %s", self.room_id, self.user_id, why)
+        logger.warning(
+            "room %s: user %s: ignored: %s", self.room_id, clip(self.user_id), clip(why)
+        )
 
 
 def call_channel_factory(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from callbot.logtext import clip
 from callbot.server.clock import Clock, Timer
 from callbot.server.pubsub import PubSub, ServerEvent
 from callbot.server.quality import Quality, calculate_quality, quality_profile
@@ -189,7 +190,7 @@ class CallServer:
         self.engine.remove_endpoint(participant.endpoint_id)
         self._drop_participant(participant)
         self._broadcast("participant_left", {"user_id": user_id})
-        logger.info("room %s: user %s left the call", self.room_id, user_id)
+        logger.info("room %s: user %s left the call", self.room_id, clip(user_id))
         if not self.participants:
             self._arm_inactivity()
         else:

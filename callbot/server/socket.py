@@ -22,7 +22,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from callbot.errors import FrameError
+from callbot.errors import FrameError, FrameTooDeep
+from callbot.logtext import clip
 from callbot.phoenix import frames
 from callbot.phoenix.frames import (
     HEARTBEAT,
@@ -88,6 +89,8 @@ class V1Serializer:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise FrameError(f"frame is not JSON: {exc.msg}") from exc
+        except RecursionError as exc:
+            raise FrameTooDeep("frame nests JSON too deeply to decode") from exc
         if not isinstance(data, dict) or any(
             k not in data for k in ("topic", "event", "payload", "ref")
         ):
@@ -247,8 +250,20 @@ class UserSocket:
                 self._arm_idle()
                 try:
                     message = self.serializer.decode(raw)
+                except FrameTooDeep as exc:
+                    # Known limit: Phoenix decodes any depth and would answer
+                    # this frame; Python's decoder cannot, so only it is lost.
+                    logger.warning(
+                        "socket %s: frame dropped (%s): %s",
+                        self.name,
+                        exc,
+                        clip(raw),
+                    )
+                    continue
                 except FrameError as exc:
-                    logger.warning("socket %s: malformed frame: %s", self.name, exc)
+                    logger.warning(
+                        "socket %s: malformed frame (%s): %s", self.name, exc, clip(raw)
+                    )
                     await self.websocket.close(CRASH_CLOSE_CODE)
                     break
                 self._dispatch(message)
@@ -275,9 +290,9 @@ class UserSocket:
             logger.debug(
                 "socket %s > %s %s %s",
                 self.name,
-                message.topic,
-                message.event,
-                message.payload,
+                clip(message.topic),
+                clip(message.event),
+                clip(message.payload),
             )
         self._outbox.put_nowait(self.serializer.encode(message))
 
@@ -300,9 +315,9 @@ class UserSocket:
             logger.debug(
                 "socket %s < %s %s ref=%s join_ref=%s",
                 self.name,
-                message.topic,
-                message.event,
-                message.ref,
+                clip(message.topic),
+                clip(message.event),
+                clip(message.ref),
                 message.join_ref,
             )
         if message.topic == PHOENIX_TOPIC and message.event == HEARTBEAT:
@@ -349,15 +364,18 @@ class UserSocket:
             logger.info(
                 "socket %s: join %s refused: %s",
                 self.name,
-                message.topic,
-                refused.response,
+                clip(message.topic),
+                clip(refused.response),
             )
             self._reply(message.join_ref, message, "error", refused.response)
             return
         except Exception:
             self.pubsub.unsubscribe_all(channel)
             logger.warning(
-                "socket %s: join %s crashed", self.name, message.topic, exc_info=True
+                "socket %s: join %s crashed",
+                self.name,
+                clip(message.topic),
+                exc_info=True,
             )
             self._reply(message.join_ref, message, "error", {"reason": "join crashed"})
             return
@@ -367,7 +385,7 @@ class UserSocket:
         channel.start()
 
     def _kill_duplicate(self, channel: Channel) -> None:
-        logger.info("socket %s: duplicate join of %s", self.name, channel.topic)
+        logger.info("socket %s: duplicate join of %s", self.name, clip(channel.topic))
         del self.channels[channel.topic]
         channel.shutdown(ExitReason.DUPLICATE_JOIN)
         self.send(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from callbot.errors import FrameError
+from callbot.errors import FrameError, FrameTooDeep
 from callbot.phoenix.frames import Message, decode
 
 
@@ -60,3 +60,8 @@ def test_decode_keeps_non_object_payloads() -> None:
 def test_decode_refuses_malformed_frames(text: str | bytes) -> None:
     with pytest.raises(FrameError):
         decode(text)
+
+
+def test_deep_nesting_is_a_frame_error() -> None:
+    with pytest.raises(FrameTooDeep):
+        decode('[null,"1","phoenix","heartbeat",' + "[" * 100_000 + "]" * 100_000 + "]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from callbot.errors import ChannelError
 from callbot.phoenix.frames import Message
 from callbot.phoenix.protocol import (
+    STABLE_AFTER,
     ChannelClosed,
     ChannelCore,
     ChannelErrored,
@@ -510,7 +512,7 @@ def test_backoff_sequences_match_the_js_client() -> None:
     assert [default_rejoin(t) for t in range(1, 6)] == [1.0, 2.0, 5.0, 10.0, 10.0]
 
 
-def test_reconnect_tries_follow_the_backoff_and_reset_on_open() -> None:
+def test_reconnect_tries_follow_the_backoff_and_reset_after_a_stable_open() -> None:
     p = open_protocol()
     p.connection_lost(0.0, clean=False)
     now = 0.0
@@ -527,8 +529,40 @@ def test_reconnect_tries_follow_the_backoff_and_reset_on_open() -> None:
 
     events(p)
     p.opened(now)
-    p.connection_lost(now, clean=False)
+    p.connection_lost(now + STABLE_AFTER, clean=False)
     assert events(p) == [ReconnectScheduled(0.010, 1)]
+
+
+def test_a_server_that_drops_every_connection_at_once_sees_growing_delays() -> None:
+    # Accepted, then closed (1011) a few ms later, again and again.
+    p = open_protocol()
+    now = 0.0
+    delays = []
+    for _ in range(11):
+        p.connection_lost(now + 0.002, clean=False)
+        (scheduled,) = [e for e in events(p) if isinstance(e, ReconnectScheduled)]
+        delays.append(scheduled.delay)
+        now += 0.002 + scheduled.delay
+        p.tick(now)
+        events(p)
+        p.opened(now)
+    assert delays == [
+        0.010, 0.050, 0.100, 0.150, 0.200, 0.250, 0.500, 1.0, 2.0, 5.0, 5.0
+    ]  # fmt: skip
+
+
+def test_a_joined_but_short_connection_does_not_reset_the_backoff() -> None:
+    p = open_protocol()
+    channel = joined_channel(p)
+    p.connection_lost(0.1, clean=False)
+    assert events(p)[-1] == ReconnectScheduled(0.010, 1)
+    p.tick(0.2)
+    p.opened(0.2)
+    (join,) = frames(p)
+    p.receive(reply(join.ref, join.ref or ""), 0.21)
+    assert channel.state is ChannelState.JOINED
+    p.connection_lost(0.3, clean=False)
+    assert events(p)[-1] == ReconnectScheduled(0.050, 2)
 
 
 def test_custom_backoff_is_used() -> None:
@@ -624,3 +658,18 @@ def test_undecodable_frames_are_dropped() -> None:
     p.receive("garbage", 0.0)
     p.receive('["1"]', 0.0)
     assert events(p) == []
+
+
+def test_deeply_nested_frame_is_one_short_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    p = open_protocol()
+    channel = joined_channel(p)
+    deep = "[" * 100_000 + "]" * 100_000
+    with caplog.at_level(logging.DEBUG, logger="callbot.phoenix"):
+        p.receive(deep, 0.0)
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelno == logging.WARNING
+    assert "too deeply" in record.getMessage()
+    assert len(record.getMessage()) < 400
+    assert channel.state is ChannelState.JOINED
