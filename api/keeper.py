@@ -1,4 +1,4 @@
-"""``python -m api.keeper DIR -- COMMAND...``: keeps one bot worker alive on its own.
+"""``python -m api.keeper DIR [--owner PID] -- COMMAND...``: keeps one bot worker alive.
 
 The keeper is what lets a bot outlive the control plane. It runs in its own
 session, owns the worker's stdin and stdout, and talks to the control plane
@@ -9,8 +9,16 @@ only through files in the bot's directory (see :mod:`api.botdir`):
   for the file and a ``start`` command;
 - every stdout line of the worker is appended to ``reports.jsonl``;
 - the worker's stderr goes to ``worker.log``;
-- commands arrive as JSON lines on the FIFO ``commands`` (``leave``, ``kill``);
+- commands arrive as JSON lines on the FIFO ``commands`` (``leave``,
+  ``attention``, ``kill``); ``leave`` and ``attention`` go on to the worker;
 - ``worker.pid`` names the worker, ``exit.json`` says how it ended.
+
+Nothing is left behind for ever. A warm keeper nobody claims ends (with its
+worker) when its directory is removed, or once the control plane that started
+it (``--owner``) has been gone for ``--orphan-grace`` seconds; a restarted
+control plane drops and refills its pool anyway. A bot's keeper whose
+directory is removed can no longer be reached or stopped by anyone, so its
+worker is asked to leave and killed if it does not.
 
 A control plane that dies loses nothing: the worker keeps its stdin, the files
 keep the reports, and a new control plane reads on from its saved offset.
@@ -20,6 +28,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import shutil
 import subprocess
 import sys
 import threading
@@ -29,6 +39,15 @@ from typing import IO
 
 from api.botdir import BotDir
 
+# How often a waiting keeper looks at its directory and its owner.
+CHECK_INTERVAL = 0.5
+# Seconds a warm keeper outlives the control plane that started it.
+ORPHAN_GRACE = 30.0
+# Seconds a worker gets to leave once its directory is gone.
+LEAVE_TIMEOUT = 10.0
+# The commands a keeper hands on to its worker's stdin.
+_FORWARDED = frozenset({"leave", "attention"})
+
 
 def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
@@ -36,26 +55,93 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _command(line: bytes) -> str | None:
+def _command(line: bytes) -> dict[str, object] | None:
     try:
         command = json.loads(line)
     except ValueError:
         return None
-    cmd = command.get("cmd") if isinstance(command, dict) else None
-    return cmd if isinstance(cmd, str) else None
+    if not isinstance(command, dict) or not isinstance(command.get("cmd"), str):
+        return None
+    return command
+
+
+def _directory_gone() -> bool:
+    """True once the keeper's working directory was removed (not renamed)."""
+    try:
+        return os.stat(".").st_nlink == 0
+    except OSError:
+        return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie has ended; only its parent has not noticed yet.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _readable(fifo: IO[bytes], timeout: float) -> bool:
+    ready, _, _ = select.select([fifo], [], [], timeout)
+    return bool(ready)
+
+
+def _to_worker(worker: subprocess.Popen[bytes], command: dict[str, object]) -> None:
+    if worker.stdin is None:
+        return
+    try:
+        worker.stdin.write(json.dumps(command).encode() + b"\n")
+        worker.stdin.flush()
+    except (BrokenPipeError, ValueError):
+        pass
 
 
 def _relay_commands(fifo: IO[bytes], worker: subprocess.Popen[bytes]) -> None:
-    for line in iter(fifo.readline, b""):
-        cmd = _command(line)
-        if cmd == "kill":
+    leave_deadline: float | None = None
+    while worker.poll() is None:
+        if _readable(fifo, CHECK_INTERVAL):
+            command = _command(fifo.readline())
+            if command is None:
+                continue
+            if command["cmd"] == "kill":
+                worker.kill()
+            elif command["cmd"] in _FORWARDED:
+                _to_worker(worker, command)
+        elif leave_deadline is None and _directory_gone():
+            leave_deadline = time.monotonic() + LEAVE_TIMEOUT
+            _to_worker(worker, {"cmd": "leave"})
+        if leave_deadline is not None and time.monotonic() > leave_deadline:
             worker.kill()
-        elif cmd == "leave" and worker.stdin is not None:
-            try:
-                worker.stdin.write(b'{"cmd": "leave"}\n')
-                worker.stdin.flush()
-            except (BrokenPipeError, ValueError):
-                pass
+
+
+def _wait_for_config(
+    fifo: IO[bytes], bot_dir: BotDir, owner: int | None, orphan_grace: float
+) -> bool:
+    """Wait warm for a bot; False when the keeper should end instead."""
+    orphaned_at: float | None = None
+    while not bot_dir.config.exists():
+        if _readable(fifo, CHECK_INTERVAL):
+            command = _command(fifo.readline())
+            if command is not None and command["cmd"] == "kill":
+                return False
+            continue
+        if _directory_gone():
+            return False
+        if owner is not None and not _alive(owner):
+            now = time.monotonic()
+            orphaned_at = orphaned_at if orphaned_at is not None else now
+            # Known limit: a reused pid counts as the owner still being there.
+            if now - orphaned_at >= orphan_grace:
+                shutil.rmtree(os.getcwd(), ignore_errors=True)
+                return False
+    return True
 
 
 def _copy_reports(stdout: IO[bytes], reports: IO[bytes]) -> None:
@@ -66,7 +152,13 @@ def _copy_reports(stdout: IO[bytes], reports: IO[bytes]) -> None:
         reports.flush()
 
 
-def run(directory: str, command: list[str]) -> int:
+def run(
+    directory: str,
+    command: list[str],
+    *,
+    owner: int | None = None,
+    orphan_grace: float = ORPHAN_GRACE,
+) -> int:
     # Relative paths from here on: a warm keeper's directory is renamed to
     # the bot's when the launcher hands it a bot.
     os.chdir(directory)
@@ -91,12 +183,10 @@ def run(directory: str, command: list[str]) -> int:
     # control plane closes its end or dies.
     fifo = os.fdopen(os.open(bot_dir.commands, os.O_RDWR), "rb", buffering=0)
     # A warm keeper's worker does its imports while it waits for a bot.
-    while not bot_dir.config.exists():
-        cmd = _command(fifo.readline())
-        if cmd == "kill":
-            worker.kill()
-            worker.wait()
-            return 0
+    if not _wait_for_config(fifo, bot_dir, owner, orphan_grace):
+        worker.kill()
+        worker.wait()
+        return 0
 
     assert worker.stdin is not None and worker.stdout is not None
     try:
@@ -136,11 +226,32 @@ def _daemonize(bot_dir: BotDir) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
-    if len(args) < 3 or args[1] != "--":
-        sys.stderr.write("usage: python -m api.keeper DIR -- COMMAND...\n")
+    try:
+        split = args.index("--")
+    except ValueError:
+        split = -1
+    options = args[1:split]
+    owner: int | None = None
+    orphan_grace = ORPHAN_GRACE
+    try:
+        while options:
+            name, value, *options = options
+            if name == "--owner":
+                owner = int(value)
+            elif name == "--orphan-grace":
+                orphan_grace = float(value)
+            else:
+                raise ValueError(name)
+    except ValueError:
+        split = -1
+    if split < 1 or split == len(args) - 1:
+        sys.stderr.write(
+            "usage: python -m api.keeper DIR [--owner PID] [--orphan-grace S]"
+            " -- COMMAND...\n"
+        )
         sys.exit(2)
     _daemonize(BotDir(Path(args[0])))
-    sys.exit(run(args[0], args[2:]))
+    sys.exit(run(args[0], args[split + 1 :], owner=owner, orphan_grace=orphan_grace))
 
 
 if __name__ == "__main__":

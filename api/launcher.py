@@ -219,6 +219,9 @@ class LocalProcessLauncher(Launcher):
                 "-m",
                 KEEPER_MODULE,
                 str(bot_dir.path),
+                # A warm keeper ends once this process has been gone a while.
+                "--owner",
+                str(os.getpid()),
                 "--",
                 *self._command,
                 stdin=asyncio.subprocess.DEVNULL,

@@ -41,11 +41,15 @@ def main() -> int:
         time.sleep(3600)
 
     leave = threading.Event()
+    attention = {"level": config.get("attention", "medium")}
 
     def read_commands() -> None:
         for line in sys.stdin:
-            if json.loads(line).get("cmd") == "leave" and mode != "stubborn":
+            command = json.loads(line)
+            if command.get("cmd") == "leave" and mode != "stubborn":
                 leave.set()
+            elif command.get("cmd") == "attention":
+                attention["level"] = command["level"]
 
     threading.Thread(target=read_commands, daemon=True).start()
     frames = 0
@@ -56,6 +60,11 @@ def main() -> int:
             ts=time.time(),
             endpoint_id=endpoint_id,
             participants=[],
+            tier="viewer",
+            speaking=False,
+            attention=attention["level"],
+            snapshots_sent=frames // 30,
+            snapshots_received={"bot-2": frames // 60},
             tracks=[
                 {
                     "direction": "outbound",
