@@ -92,6 +92,7 @@ class CreateBot(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("webhook_url must be an http:// or https:// URL")
+        _check_authority("webhook_url", value)
         return value
 
     @field_validator("server_url")
@@ -102,7 +103,23 @@ class CreateBot(BaseModel):
             raise ValueError("server_url must be a ws:// or wss:// URL")
         if not parts.hostname:
             raise ValueError("server_url has no host")
+        _check_authority("server_url", value)
         return value
+
+
+def _check_authority(name: str, url: str) -> None:
+    """Refuse a port out of 1..65535 and credentials in the URL."""
+    parts = urlsplit(url)
+    # Credentials belong in the bot's token, never in a URL that is logged
+    # and stored.
+    if "@" in parts.netloc:
+        raise ValueError(f"{name} must not carry a user name or password")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{name} has an invalid port") from None
+    if port == 0:
+        raise ValueError(f"{name} has an invalid port")
 
 
 class BotCreated(BaseModel):

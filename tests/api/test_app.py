@@ -207,6 +207,21 @@ async def test_an_unknown_bot_is_404_bot_not_found(
         ({"server_url": "http://127.0.0.1:4000/socket", "room_id": "x"}, "server_url"),
         ({"server_url": "ws:///socket", "room_id": "x"}, "server_url"),
         ({"server_url": "lobby", "room_id": "x"}, "server_url"),
+        ({"server_url": "ws://127.0.0.1:99999/socket", "room_id": "x"}, "port"),
+        ({"server_url": "ws://127.0.0.1:0/socket", "room_id": "x"}, "port"),
+        ({"server_url": "ws://127.0.0.1:ws/socket", "room_id": "x"}, "port"),
+        (
+            {"server_url": "ws://alice:secret@127.0.0.1:4000/socket", "room_id": "x"},
+            "user name or password",
+        ),
+        (
+            {
+                "server_url": SERVER_URL,
+                "room_id": "x",
+                "webhook_url": "http://127.0.0.1:70000/hook",
+            },
+            "webhook_url",
+        ),
         ({"server_url": SERVER_URL}, "room_id"),
         ({"server_url": SERVER_URL, "room_id": ""}, "room_id"),
         ({"server_url": SERVER_URL, "room_id": "x", "colour": "red"}, "colour"),
