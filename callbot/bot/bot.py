@@ -165,7 +165,12 @@ class Bot:
             read_audio(config.audio_file) if config.audio_file is not None else None
         )
         self.sensor_feed = (
-            SensorFeed(config.sensors, config.server_url, self.log)
+            SensorFeed(
+                config.sensors,
+                config.server_url,
+                self.log,
+                on_measurements=self.plugins.measurements if self.plugins else None,
+            )
             if config.sensors is not None
             else None
         )

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from callbot.bot.config import PluginSpec
 from callbot.errors import CallbotError
 from callbot.rtc.tap import EncodedFrame
+from callbot.sensors.measurements import Measurement
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +220,15 @@ class Plugin:
         """``user_id`` started or stopped speaking."""
         return None
 
+    def on_measurements(
+        self, measurements: Sequence[Measurement]
+    ) -> Awaitable[None] | None:
+        """New measurements from the bot's sensor feed (``BotConfig.sensors``).
+
+        Only plugins that override this hook are sent them.
+        """
+        return None
+
     def on_leaving(self) -> Awaitable[None] | None:
         """The bot leaves: finish and close everything before returning."""
         return None
@@ -383,6 +393,15 @@ class PluginHost:
         for loaded in self._plugins:
             if not loaded.failed or not loaded.essential:
                 loaded.queue.put_nowait((hook, args))
+
+    def measurements(self, measurements: Sequence[Measurement]) -> None:
+        """Hand the bot's sensor measurements to the plugins that take them."""
+        if self._closed or not measurements:
+            return
+        for loaded in self._plugins:
+            takes = type(loaded.plugin).on_measurements is not Plugin.on_measurements
+            if takes and (not loaded.failed or not loaded.essential):
+                loaded.queue.put_nowait(("on_measurements", (measurements,)))
 
     def track_added(self, track: RemoteTrack) -> None:
         """Tell the plugins of a new remote track."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -48,15 +48,22 @@ class SensorsConfig(BaseModel):
 
 
 class SensorFeed:
-    """Runs the source into the overlay and the publisher until cancelled."""
+    """Runs the source into the overlay and the publisher until cancelled.
+
+    Args:
+        on_measurements: also given every batch (the bot's plugins).
+    """
 
     def __init__(
         self,
         config: SensorsConfig,
         server_url: str,
         log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
+        *,
+        on_measurements: Callable[[list[Measurement]], None] | None = None,
     ) -> None:
         self.config = config
+        self.on_measurements = on_measurements
         self.server_url = config.server_url or server_url
         self.log = log
         self.overlay = SensorOverlay(config.overlay) if config.overlay else None
@@ -69,6 +76,8 @@ class SensorFeed:
             self.overlay.feed(measurements)
         if self.publisher is not None:
             self.publisher.publish(measurements)
+        if self.on_measurements is not None:
+            self.on_measurements(measurements)
 
     async def run(self) -> None:
         while True:
