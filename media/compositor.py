@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import av
 import cv2
@@ -29,9 +29,23 @@ logger = logging.getLogger(__name__)
 Image = NDArray[np.uint8]
 Picture = Image | av.VideoFrame
 Layout = Literal["grid", "speaker"]
-TileOverlay = Callable[[Image, float], None]
-"""Draws onto one tile's BGR picture in place, given the composite's time
-(seconds); the seam for per-participant sensor overlays."""
+
+
+@runtime_checkable
+class PlanarTileOverlay(Protocol):
+    """Draws onto one tile's I420 picture in place, given the composite's time.
+
+    Cheaper than a BGR hook: only the region the overlay covers needs to
+    leave YUV (see :class:`media.overlays.tile.TileSensorOverlay`).
+    """
+
+    def draw_planar(self, picture: I420, now: float) -> None: ...
+
+
+TileOverlay = Callable[[Image, float], None] | PlanarTileOverlay
+"""Draws onto one tile's picture in place, given the composite's time
+(seconds); the seam for per-participant sensor overlays. A plain callable
+gets the whole tile as BGR; a :class:`PlanarTileOverlay` gets its I420."""
 
 BACKGROUND = (24, 24, 24)
 CARD = (58, 50, 44)
@@ -149,6 +163,8 @@ class Compositor:
         self._cards: dict[tuple[str, int, int], I420] = {}
         self._labels: dict[tuple[str, int], I420] = {}
         self._stills: dict[str, tuple[Image, tuple[int, int, bool], I420]] = {}
+        self.areas: dict[str, Rect] = {}
+        """Where each participant's picture (or card) was placed last render."""
 
     def cells(self, tiles: Sequence[Tile]) -> list[Rect]:
         """The cell of each tile, in the order given."""
@@ -170,6 +186,7 @@ class Compositor:
         """The composite of ``tiles`` as a yuv420p frame."""
         canvas = self._canvas
         canvas.fill(0, 0, self.width, self.height, self._background)
+        self.areas.clear()
         ordered = self.order(tiles)
         for tile, cell in zip(ordered, self.cells(ordered), strict=True):
             self._draw_tile(canvas, tile, _even(cell), now)
@@ -185,10 +202,14 @@ class Compositor:
 
     def _draw_tile(self, canvas: I420, tile: Tile, cell: Rect, now: float) -> None:
         picture = tile.picture
+        overlay = self.tile_overlays.get(tile.user_id)
+        # Cards and stills are cached: an overlay draws onto a copy.
         if picture is None:
-            canvas.paste(
-                self._card(tile.label, cell.width, cell.height), cell.x, cell.y
-            )
+            area = cell
+            placed = self._card(tile.label, cell.width, cell.height)
+            if isinstance(overlay, PlanarTileOverlay):
+                placed = placed.copy()
+                overlay.draw_planar(placed, now)
         else:
             if isinstance(picture, av.VideoFrame):
                 area = _even(fit(picture.width, picture.height, cell))
@@ -196,12 +217,16 @@ class Compositor:
             else:
                 area = _even(fit(picture.shape[1], picture.shape[0], cell))
                 placed = self._still(tile.user_id, picture, area, tile.snapshot)
-            overlay = self.tile_overlays.get(tile.user_id)
-            if overlay is not None:
+            if isinstance(overlay, PlanarTileOverlay):
+                if not isinstance(picture, av.VideoFrame):
+                    placed = placed.copy()
+                overlay.draw_planar(placed, now)
+            elif overlay is not None:
                 image = placed.to_bgr()
                 overlay(image, now)
                 placed = I420.from_bgr(image)
-            canvas.paste(placed, area.x, area.y)
+        canvas.paste(placed, area.x, area.y)
+        self.areas[tile.user_id] = area
         label = tile.label + ("  (snapshot)" if tile.snapshot else "")
         self._draw_label(canvas, label, cell)
         if tile.speaking:

@@ -98,6 +98,10 @@ class I420:
         out.v[:] = self.v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2]
         return out
 
+    def copy(self) -> I420:
+        """A copy with its own buffer."""
+        return I420(self.buffer.copy())
+
     def dim(self, factor: float) -> None:
         """Darken and desaturate in place (``factor`` 0..1)."""
         np.multiply(self.y, factor, out=self.y, casting="unsafe")
