@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import MediaStreamTrack, RTCRtpTransceiver
+from aiortc.exceptions import InvalidStateError
 from aiortc.mediastreams import MediaStreamError
 
 from callbot.bot.adaptive import CallAdaptation
+from callbot.bot.backoff import Backoff
 from callbot.bot.config import BotConfig
 from callbot.bot.plugin import (
     Plugin,
@@ -37,6 +39,7 @@ from callbot.bot.stats import BotStats, InboundTrackStats, OutboundTrackStats
 from callbot.call import events as ev
 from callbot.call.session import CallSession
 from callbot.errors import CallbotError, MediaEventError, ReplyError, SocketClosed
+from callbot.logtext import RepeatLimiter, clip
 from callbot.phoenix.client import ChannelState, Socket
 from callbot.rtc import media_events as me
 from callbot.rtc import negotiation as neg
@@ -56,6 +59,8 @@ FATAL_JOIN_REASONS = frozenset({"unauthorized", "not_room_member", "user_id requ
 JOIN_CALL_TIMEOUT = 5.0
 # Seconds before the n-th consecutive join_call retry (then the last value).
 JOIN_CALL_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+# A channel the server closed is joined again on the JS client's rejoin steps.
+CHANNEL_REJOIN_BACKOFF = (1.0, 2.0, 5.0, 10.0)
 REPORTED_EVENTS = frozenset(
     {
         "participant_joined",
@@ -106,7 +111,22 @@ class _Rejoin:
     generation: int
 
 
-_Input = _ChannelJoined | _ChannelDown | _MediaEvent | _Rejoin
+@dataclass(frozen=True)
+class _EndpointLost:
+    """The endpoint of ``generation`` is gone; join_call again after a delay."""
+
+    reason: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class _JoinChannel:
+    """Join the call channel again after the server closed it."""
+
+
+_Input = (
+    _ChannelJoined | _ChannelDown | _MediaEvent | _Rejoin | _EndpointLost | _JoinChannel
+)
 
 
 @dataclass
@@ -179,7 +199,11 @@ class Bot:
         self._session: CallSession | None = None
         self._call: _Call | None = None
         self._generation = 0
-        self._join_failures = 0
+        self._join_backoff = Backoff(JOIN_CALL_BACKOFF)
+        self._rejoin_backoff = Backoff()
+        self._channel_backoff = Backoff(CHANNEL_REJOIN_BACKOFF)
+        self._channel_join: asyncio.Task[None] | None = None
+        self._warnings = RepeatLimiter()
         self._ice_servers: list[dict[str, Any]] = []
         self._inputs: asyncio.Queue[_Input] = asyncio.Queue()
         self._leave_requested: asyncio.Event | None = None
@@ -295,17 +319,23 @@ class Bot:
                 raise
             except Exception as exc:
                 # Whatever went wrong belongs to this endpoint: start a new one.
-                self.log.exception("call failed: %s", exc)
+                self.log.exception("call failed: %s", clip(exc))
                 if self._call is not None and self._session.channel.state is (
                     ChannelState.JOINED
                 ):
-                    self._inputs.put_nowait(_Rejoin(str(exc), self._call.generation))
+                    self._inputs.put_nowait(
+                        _EndpointLost(str(exc), self._call.generation)
+                    )
 
     async def _connect(self) -> Socket:
         params = {"token": self.config.token} if self.config.token else None
         tries = 0
         while True:
-            socket = Socket(self.config.server_url, params)
+            socket = Socket(
+                self.config.server_url,
+                params,
+                max_frame_size=self.config.max_frame_size,
+            )
             try:
                 await socket.connect()
             except SocketClosed as exc:
@@ -330,6 +360,28 @@ class Bot:
             await self._end_call(item.reason)
             if not self._leaving:
                 self._set_status("connecting", item.reason)
+            if item.reason == "phx_close" and not self._leaving:
+                # phx_close ends the channel object for good (no rejoin of its
+                # own); a bot does not give up, so it joins the channel again.
+                delay = self._channel_backoff.next_delay(self._now())
+                self.log.warning(
+                    "the server closed the call channel; joining it again in %.1f s",
+                    delay,
+                )
+                asyncio.get_running_loop().call_later(
+                    delay, self._inputs.put_nowait, _JoinChannel()
+                )
+        elif isinstance(item, _JoinChannel):
+            self._join_channel()
+        elif isinstance(item, _EndpointLost):
+            if self._call is None or item.generation != self._call.generation:
+                return
+            await self._end_call(item.reason)
+            delay = self._rejoin_backoff.next_delay(self._now())
+            self.log.info("join_call again in %.1f s (%s)", delay, item.reason)
+            asyncio.get_running_loop().call_later(
+                delay, self._inputs.put_nowait, _Rejoin(item.reason, -1)
+            )
         elif isinstance(item, _Rejoin):
             if self._call is not None and item.generation != self._call.generation:
                 return
@@ -348,17 +400,24 @@ class Bot:
         try:
             reply = await session.join_call(JOIN_CALL_TIMEOUT)
         except CallbotError as exc:
-            delay = JOIN_CALL_BACKOFF[
-                min(self._join_failures, len(JOIN_CALL_BACKOFF) - 1)
-            ]
-            self._join_failures += 1
-            self.log.warning("join_call failed (%s), retrying in %.1f s", exc, delay)
+            if session.channel.state is not ChannelState.JOINED:
+                # The channel rejoins on its own schedule; join_call follows
+                # each rejoin, so no retry of our own.
+                self.log.warning(
+                    "join_call failed (%s); join_call follows when the channel"
+                    " has rejoined",
+                    clip(exc),
+                )
+                return
+            delay = self._join_backoff.next_delay(self._now())
+            self.log.warning(
+                "join_call failed (%s), retrying in %.1f s", clip(exc), delay
+            )
             asyncio.get_running_loop().call_later(
                 delay, self._inputs.put_nowait, _Rejoin(str(exc), -1)
             )
             return
 
-        self._join_failures = 0
         self._generation += 1
         kinds = [
             k
@@ -373,9 +432,9 @@ class Bot:
         others = [u for u in session.roster.user_ids() if u != self.user_id]
         self.log.info(
             "joined the call as endpoint %s with %d others %s",
-            reply.endpoint_id,
+            clip(reply.endpoint_id),
             len(others),
-            others,
+            clip(others),
         )
         self._report({"type": "joined", "endpoint_id": reply.endpoint_id})
         self.plugins.emit("on_joined", reply.endpoint_id)
@@ -476,21 +535,21 @@ class Bot:
             report.update(event.model_dump(exclude={"event"}))
             self._report(report)
         if isinstance(event, ev.ParticipantJoined) and event.user_id != self.user_id:
-            self.log.info("%s joined the call", event.user_id)
+            self.log.info("%s joined the call", clip(event.user_id))
         elif isinstance(event, ev.ParticipantLeft):
             if event.user_id != self.user_id:
                 self.log.info(
                     "%s left the call%s",
-                    event.user_id,
+                    clip(event.user_id),
                     " (crashed)" if event.crashed else "",
                 )
             elif call is not None and not self._leaving:
                 why = "endpoint crashed" if event.crashed else "removed from the call"
                 self.log.warning("%s, joining again", why)
-                self._inputs.put_nowait(_Rejoin(why, generation))
+                self._inputs.put_nowait(_EndpointLost(why, generation))
         elif isinstance(event, ev.CallEnded) and call is not None and not self._leaving:
             self.log.warning("call ended by the server, joining again")
-            self._inputs.put_nowait(_Rejoin("call ended", generation))
+            self._inputs.put_nowait(_EndpointLost("call ended", generation))
         self.adaptation.on_event(event)
 
     def _emit_to_plugins(self, event: ev.CallEvent) -> None:
@@ -515,13 +574,49 @@ class Bot:
             try:
                 jpeg = base64.b64decode(event.data, validate=True)
             except (binascii.Error, ValueError):
-                self.log.warning("snapshot of %s is not base64, ignored", event.user_id)
+                self._warn(
+                    "snapshot not base64",
+                    "snapshot of %s is not base64, ignored",
+                    clip(event.user_id),
+                )
                 return
             sent = event.timestamp
             sent_at = sent / 1000 if isinstance(sent, int | float) else time.time()
             width = event.width if isinstance(event.width, int) else 0
             height = event.height if isinstance(event.height, int) else 0
             plugins.emit("on_snapshot", event.user_id, jpeg, width, height, sent_at)
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _warn(self, key: str, msg: str, *args: object) -> None:
+        """A warning from untrusted input: clipped, once per key every 10 s."""
+        held = self._warnings.allow(key, self._now())
+        if held is None:
+            return
+        text = msg % tuple(clip(a) for a in args)
+        if held:
+            text += f" ({held} more like it not logged)"
+        self.log.warning("%s", text)
+
+    def _join_channel(self) -> None:
+        """Join the call channel again after the server closed it."""
+        session = self._session
+        if session is None or self._leaving:
+            return
+        if session.channel.state is not ChannelState.CLOSED:
+            return
+        if self._channel_join is not None and not self._channel_join.done():
+            return
+
+        async def join() -> None:
+            try:
+                await session.join()
+            except CallbotError as exc:
+                # The channel keeps rejoining on its own schedule.
+                self.log.warning("call channel join failed (%s)", clip(exc))
+
+        self._channel_join = asyncio.create_task(join())
 
     def _plugin_failed(self, reason: str) -> None:
         if self._plugin_failure is None:
@@ -535,10 +630,13 @@ class Bot:
         try:
             event = me.decode(data)
         except MediaEventError as exc:
-            self.log.warning("media event the bot cannot use, ignored: %s", exc)
+            self._warn(
+                "bad media event", "media event the bot cannot use, ignored: %s", exc
+            )
             return
         if isinstance(event, me.UnknownMediaEvent):
-            self.log.info("media event %s not used, ignored", event.type)
+            if self._warnings.allow(f"unknown media event {event.type}", self._now()):
+                self.log.info("media event %s not used, ignored", clip(event.type))
             return
         self.log.debug("< media event %s", event.kind)
         if isinstance(event, me.TracksRemoved):
@@ -562,7 +660,21 @@ class Bot:
             if isinstance(action, neg.SendEvent):
                 session.send_media_event(action.event)
             elif isinstance(action, neg.PrepareOffer):
-                more = await self._prepare_offer(call, action)
+                try:
+                    more = await self._prepare_offer(call, action)
+                except InvalidStateError as exc:
+                    # The peer connection was closed under the offer (the
+                    # endpoint ended meanwhile): that endpoint is over.
+                    self.log.info(
+                        "endpoint %s ended while its offer was prepared (%s)",
+                        call.endpoint_id,
+                        exc,
+                    )
+                    if self._call is call:
+                        self._inputs.put_nowait(
+                            _EndpointLost("peer connection closed", call.generation)
+                        )
+                    return
                 await self._execute(call, more)
             elif isinstance(action, neg.ApplyAnswer):
                 assert call.peer is not None
@@ -575,7 +687,9 @@ class Bot:
                     self._stats.remote_candidates.append(action.candidate)
             elif isinstance(action, neg.RemoteTrackAnnounced):
                 self.log.info(
-                    "%s publishes track %s", action.track.user_id, action.track.track_id
+                    "%s publishes track %s",
+                    clip(action.track.user_id),
+                    clip(action.track.track_id),
                 )
             elif isinstance(action, neg.RemoteTrackEnded):
                 stats = call.tracks.get(action.track.track_id)
@@ -583,7 +697,9 @@ class Bot:
                     stats.ended = True
                 self.plugins.track_ended(action.track.track_id)
                 self.log.info(
-                    "track %s of %s ended", action.track.track_id, action.track.user_id
+                    "track %s of %s ended",
+                    clip(action.track.track_id),
+                    clip(action.track.user_id),
                 )
                 self._report(
                     {

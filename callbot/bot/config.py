@@ -35,6 +35,9 @@ class BotConfig(BaseModel):
     width: int = 640
     height: int = 480
     fps: int = 30
+    # Largest Phoenix frame accepted, in bytes (the real server has no limit);
+    # None: no limit.
+    max_frame_size: int | None = Field(default=64 * 2**20, ge=1024)
     # "#rrggbb": the published video is this solid colour (composite tests).
     video_colour: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
     # request_quality_tier crashes the other participants' channels on the

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from callbot.errors import CallbotError
+from callbot.logtext import validation_summary
 
 
 class PushError(CallbotError):
@@ -161,5 +162,7 @@ def parse_push(event: str, payload: object) -> CallEvent | None:
     try:
         parsed = model.model_validate({**payload, "event": event})
     except ValidationError as exc:
-        raise PushError(f"{event} payload is malformed: {exc}") from exc
+        raise PushError(
+            f"{event} payload is malformed: {validation_summary(exc)}"
+        ) from exc
     return parsed  # type: ignore[return-value]

@@ -1,9 +1,10 @@
 """A participant's session on ``call:{room_id}``: commands, typed pushes, roster.
 
 The real server delivers most call pushes twice to every channel
-(call-channel.md §1). :class:`DuplicateFilter` pairs the copies up and absorbs
-the second one, so a handler sees each push once while an event that really
-happens twice (two toggles with the same value) still comes through twice.
+(call-channel.md §1). :class:`DuplicateFilter` absorbs exactly the extra
+copies, so a handler sees each push once while an event that really happens
+twice (two toggles with the same value, a second endpoint crash) still comes
+through twice.
 The :class:`Roster` is updated idempotently on top of that.
 """
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from callbot.call import events as ev
 from callbot.errors import ChannelError
+from callbot.logtext import RepeatLimiter, clip
 from callbot.phoenix.client import Channel, ChannelState, Socket
 from callbot.rtc import media_events as me
 
@@ -37,31 +39,58 @@ def join_params(user_id: str, name: str) -> dict[str, Any]:
 
 
 class DuplicateFilter:
-    """Absorbs the second copy of each duplicated push (sans-I/O).
+    """Absorbs the extra copies of each duplicated push (sans-I/O).
 
-    The first copy of a push opens a pair; an identical push within ``window``
-    seconds closes it and is absorbed. A third identical push opens a new pair,
-    so repeated events are kept as long as the server sends each one twice.
+    The real server delivers each push ``copies`` times (2, call-channel.md
+    §1); the first copy is kept and exactly ``copies - 1`` identical ones after
+    it are absorbed, so a push that genuinely comes again is kept. The count
+    is learnt from the bot's own ``participant_joined`` (a *probe*), which
+    follows the ``join_call`` reply: an identical copy right behind it means
+    two copies, any other push means one. ``window`` bounds how long a copy
+    is waited for.
     """
 
-    def __init__(self, window: float = 2.0) -> None:
+    def __init__(self, window: float = 2.0, copies: int = 2) -> None:
         self.window = window
-        self._open: dict[str, float] = {}
+        self.copies = copies
+        self._expected: dict[str, tuple[int, float]] = {}
+        self._probe: str | None = None
 
-    def accept(self, event: str, payload: object, now: float) -> bool:
-        """True if this push is new, False if it is the copy of an earlier one."""
+    def accept(
+        self, event: str, payload: object, now: float, *, probe: bool = False
+    ) -> bool:
+        """True if this push is new, False if it is a copy of an earlier one."""
         self._expire(now)
         key = event + "\0" + json.dumps(payload, sort_keys=True, default=str)
-        if key in self._open:
-            del self._open[key]
+
+        if self._probe is not None:
+            probe_key, self._probe = self._probe, None
+            if key == probe_key:
+                self.copies = 2
+            else:
+                self.copies = 1
+                self._expected.pop(probe_key, None)
+
+        pending = self._expected.get(key)
+        if pending is not None:
+            left, since = pending
+            if left > 1:
+                self._expected[key] = (left - 1, since)
+            else:
+                del self._expected[key]
             return False
-        self._open[key] = now
+
+        if probe:
+            self._probe = key
+            self._expected[key] = (1, now)
+        elif self.copies > 1:
+            self._expected[key] = (self.copies - 1, now)
         return True
 
     def _expire(self, now: float) -> None:
-        stale = [k for k, t in self._open.items() if now - t > self.window]
+        stale = [k for k, (_, t) in self._expected.items() if now - t > self.window]
         for key in stale:
-            del self._open[key]
+            del self._expected[key]
 
 
 @dataclass
@@ -215,6 +244,7 @@ class CallSession:
         self.in_call = False
         self.ice_servers: list[dict[str, Any]] = []
         self._filter = DuplicateFilter(duplicate_window)
+        self._warnings = RepeatLimiter()
         self._clock = clock
         self._log: Log = log or logger
         self._handlers: list[Callable[[ev.CallEvent], None]] = []
@@ -325,20 +355,31 @@ class CallSession:
         return handle
 
     def _on_push(self, name: str, payload: Any) -> None:
+        now = self._clock()
+        probe = (
+            name == "participant_joined"
+            and isinstance(payload, dict)
+            and payload.get("user_id") == self.user_id
+        )
         if name not in ev.SINGLE_DELIVERY and not self._filter.accept(
-            name, payload, self._clock()
+            name, payload, now, probe=probe
         ):
             self._log.debug("< %s (duplicate absorbed)", name)
             return
         try:
             event = ev.parse_push(name, payload)
         except ev.PushError as exc:
-            self._log.warning("push the bot cannot use, ignored: %s", exc)
+            held = self._warnings.allow(f"bad push {name}", now)
+            if held is not None:
+                more = f" ({held} more like it not logged)" if held else ""
+                self._log.warning(
+                    "push the bot cannot use, ignored: %s%s", clip(exc), more
+                )
             return
         if event is None:
             return
-        if name != "media_event":
-            self._log.debug("< %s %s", name, payload)
+        if name != "media_event" and self._log.isEnabledFor(logging.DEBUG):
+            self._log.debug("< %s %s", name, clip(payload))
 
         self.roster.apply(event)
         if isinstance(event, ev.TrackAdded):

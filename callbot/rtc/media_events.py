@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from callbot.errors import MediaEventError
+from callbot.logtext import validation_summary
 
 # ---------------------------------------------------------------- client → server
 
@@ -273,5 +274,7 @@ def decode(data: object) -> ServerMediaEvent:
     try:
         event = model.model_validate(body)
     except ValidationError as exc:
-        raise MediaEventError(f"media event {kind} is malformed: {exc}") from exc
+        raise MediaEventError(
+            f"media event {kind} is malformed: {validation_summary(exc)}"
+        ) from exc
     return event  # type: ignore[return-value]
