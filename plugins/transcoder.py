@@ -7,6 +7,10 @@ encoded in a worker thread, paced to real time, and written while the call
 runs: HLS segments as they complete, the MP4 finalised (fast start) when the
 bot leaves. ``callbot transcode MANIFEST OUT.mp4`` makes the same composite
 from a recorder's manifest.
+
+``tile_overlays`` maps sensors to participants: each listed participant's
+tile carries sensor widgets (badge, waveform, sparkline, label), fed with the
+measurements of the bot's own sensor feed through ``on_measurements``.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from av.audio.frame import AudioFrame
 from av.frame import Frame
 from av.video.frame import VideoFrame
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from callbot.bot.plugin import (
     Plugin,
@@ -31,8 +36,11 @@ from callbot.bot.plugin import (
     RemoteTrack,
     RemoteTrackInfo,
 )
+from callbot.sensors.measurements import Measurement
 from media.compositor import TileOverlay
 from media.live_composite import LiveComposite
+from media.overlays.config import OverlayConfig
+from media.overlays.tile import TileSensorOverlay, tile_vitals
 from media.sinks.composite_output import PLAYLIST_NAME, EncodingSettings
 
 logger = logging.getLogger(__name__)
@@ -40,6 +48,43 @@ logger = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 MP4_NAME = "composite.mp4"
 HLS_DIRECTORY = "hls"
+
+
+class TileOverlaySpec(BaseModel):
+    """Sensor widgets on one participant's tile: the sensor → participant map.
+
+    ``overlay`` positions its widgets in the tile's pixels; a widget without
+    a ``sensor_id`` shows ``sensor_id``. Without ``overlay``, the tile shows
+    :func:`media.overlays.tile.tile_vitals` of ``sensor_id``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: str
+    sensor_id: str
+    overlay: OverlayConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _widgets_show_the_sensor(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        overlay, sensor_id = data.get("overlay"), data.get("sensor_id")
+        if not isinstance(overlay, dict) or not isinstance(sensor_id, str):
+            return data
+        widgets = overlay.get("widgets")
+        if not isinstance(widgets, list):
+            return data
+        filled = [
+            {**w, "sensor_id": sensor_id}
+            if isinstance(w, dict) and w.get("kind") != "label" and "sensor_id" not in w
+            else w
+            for w in widgets
+        ]
+        return {**data, "overlay": {**overlay, "widgets": filled}}
+
+    def overlay_config(self) -> OverlayConfig:
+        return self.overlay if self.overlay is not None else tile_vitals(self.sensor_id)
 
 
 class TranscoderConfig(PluginConfig):
@@ -60,6 +105,25 @@ class TranscoderConfig(PluginConfig):
         gt=0,
         description="Video older than this counts as stalled: the snapshot shows.",
     )
+    tile_overlays: list[TileOverlaySpec] = Field(
+        default_factory=list,
+        description="Sensor widgets per participant's tile, fed by the bot's "
+        "sensor feed (BotConfig.sensors).",
+    )
+
+    @field_validator("tile_overlays")
+    @classmethod
+    def _one_overlay_per_participant(
+        cls, specs: list[TileOverlaySpec]
+    ) -> list[TileOverlaySpec]:
+        users = [spec.user_id for spec in specs]
+        doubled = sorted({u for u in users if users.count(u) > 1})
+        if doubled:
+            raise ValueError(
+                f"more than one tile overlay for {', '.join(doubled)}: "
+                "list all of a participant's widgets in one overlay"
+            )
+        return specs
 
     def encoding(self) -> EncodingSettings:
         return EncodingSettings(
@@ -93,12 +157,17 @@ class Transcoder(Plugin):
         )
         self.mp4_path = self.directory / MP4_NAME
         self.hls_dir = self.directory / HLS_DIRECTORY if config.hls else None
+        self.sensor_overlays = {
+            spec.user_id: TileSensorOverlay(spec.overlay_config())
+            for spec in config.tile_overlays
+        }
         self.composite = LiveComposite(
             config.encoding(),
             self.mp4_path,
             hls_dir=self.hls_dir,
             layout=config.layout,
             stall_after=config.stall_seconds,
+            tile_overlays=self.sensor_overlays,
         )
         self._started = False
 
@@ -113,6 +182,10 @@ class Transcoder(Plugin):
             return
         self._started = True
         self.directory.mkdir(parents=True, exist_ok=True)
+        # The composite's time zero, on the measurements' (wall) clock.
+        epoch = self.context.clock()
+        for overlay in self.sensor_overlays.values():
+            overlay.epoch = epoch
         self.composite.start()
         self.context.log.info(
             "transcoding the call to %s (%dx%d, %d fps%s)",
@@ -162,6 +235,10 @@ class Transcoder(Plugin):
 
     def on_speaking(self, user_id: str, speaking: bool) -> None:
         self.composite.speaking(user_id, speaking)
+
+    def on_measurements(self, measurements: Sequence[Measurement]) -> None:
+        for overlay in self.sensor_overlays.values():
+            overlay.feed(measurements)
 
     async def on_leaving(self) -> None:
         if not self._started:

@@ -64,8 +64,7 @@ class TileSensorOverlay:
         self.bottom = max((w.y + w.height for w in widgets), default=0)
         # The same widgets, positioned in the patch rather than the tile.
         shifted = [
-            w.model_copy(update={"x": w.x - self.x, "y": w.y - self.y})
-            for w in widgets
+            w.model_copy(update={"x": w.x - self.x, "y": w.y - self.y}) for w in widgets
         ]
         self.overlay = SensorOverlay(
             OverlayConfig(widgets=shifted, history_seconds=config.history_seconds)
@@ -120,7 +119,8 @@ def to_bgr(picture: I420) -> npt.NDArray[np.uint8]:
 
 def from_bgr(image: npt.NDArray[np.uint8]) -> I420:
     """A BGR image (even size) as I420, its chroma averaged over 2 x 2 pixels."""
-    picture = I420(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420))
+    converted = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+    picture = I420(np.asarray(converted, dtype=np.uint8))
     # OpenCV takes each 2 x 2 block's chroma from one pixel, which frays thin
     # coloured lines; the block's mean colour is what swscale would give.
     height, width = image.shape[:2]
