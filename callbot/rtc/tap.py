@@ -125,7 +125,9 @@ class ReceiverTap:
     """Encoded frames of one ``RTCRtpReceiver``, and its gated decoder.
 
     Attach it before or after ``receive()`` runs (the ``track`` event is a good
-    place); frames are reported from the next packet on.
+    place); frames are reported from the next packet on. ``on_packet`` sees
+    every RTP packet (an aiortc ``RtpPacket``, header extensions parsed) as it
+    enters the jitter buffer.
     """
 
     def __init__(
@@ -133,6 +135,7 @@ class ReceiverTap:
         receiver: RTCRtpReceiver,
         on_frame: Callable[[EncodedFrame], None],
         *,
+        on_packet: Callable[[Any], None] | None = None,
         decoding: bool = False,
         keyframe_interval: float = KEYFRAME_REQUEST_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
@@ -140,6 +143,7 @@ class ReceiverTap:
         self.receiver = receiver
         self.kind: str = receiver._RTCRtpReceiver__kind  # type: ignore[attr-defined]
         self._on_frame = on_frame
+        self._on_packet_seen = on_packet
         self._decoding = decoding
         self._awaiting_keyframe = False
         self._keyframe_interval = keyframe_interval
@@ -235,6 +239,11 @@ class ReceiverTap:
         self._ssrc = packet.ssrc
         if self._request_pending:
             self._send_pli(self._clock())
+        if self._on_packet_seen is not None:
+            try:
+                self._on_packet_seen(packet)
+            except Exception:
+                logger.exception("Packet consumer of %s receiver failed", self.kind)
 
     def _codec_name(self, payload_type: int) -> str:
         codecs = self.receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]

@@ -60,6 +60,7 @@ from callbot.server.offer_rules import (
     trickle_answer,
 )
 from callbot.server.settings import ServerSettings
+from callbot.server.vad import VadStatus, VoiceActivityDetector
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class Publication:
     metadata: Any
     mid: str
     tap: ReceiverTap | None = None
+    vad: VoiceActivityDetector | None = None
     subscribers: dict[str, Subscription] = field(default_factory=dict)
     frames: int = 0
     keyframes: int = 0
@@ -390,9 +392,33 @@ class Endpoint:
             )
             return None
         publication = Publication(track_id, self.id, transceiver.kind, metadata, mid)
-        publication.tap = ReceiverTap(transceiver.receiver, publication.relay)
+        on_packet = None
+        if publication.kind == "audio":
+            publication.vad = VoiceActivityDetector()
+            on_packet = self._audio_level_reader(publication, publication.vad)
+        publication.tap = ReceiverTap(
+            transceiver.receiver, publication.relay, on_packet=on_packet
+        )
         self.publications[track_id] = publication
         return publication
+
+    def _audio_level_reader(
+        self, publication: Publication, detector: VoiceActivityDetector
+    ) -> Callable[[Any], None]:
+        def read(packet: Any) -> None:
+            # A packet after the track was removed tells nobody anything.
+            current = self.publications.get(publication.track_id)
+            if self.closed or current is not publication:
+                return
+            # aiortc parses the extension into (voice flag, attenuation 0..127).
+            level = packet.extensions.audio_level
+            status = detector.update(
+                packet.timestamp, None if level is None else -level[1]
+            )
+            if status is not None:
+                self.engine.voice_activity_changed(self, publication.track_id, status)
+
+        return read
 
     def _connection_state_changed(self) -> None:
         pc = self.pc
@@ -610,6 +636,7 @@ class Endpoint:
                     "width": p.width,
                     "height": p.height,
                     "subscribers": sorted(p.subscribers),
+                    "voice_activity": p.vad.status if p.vad is not None else None,
                 }
                 for track_id, p in self.publications.items()
             },
@@ -780,6 +807,19 @@ class Engine:
             task.add_done_callback(self._closing.discard)
         logger.info("room %s: endpoint %s removed", self.room_id, endpoint_id)
         return True
+
+    def voice_activity_changed(
+        self, origin: Endpoint, track_id: str, status: VadStatus
+    ) -> None:
+        """``vadNotification`` to every other endpoint that receives the track."""
+        logger.debug(
+            "room %s: track %s of %s: %s", self.room_id, track_id, origin.id, status
+        )
+        for endpoint in self.ready_endpoints():
+            if endpoint is not origin and track_id in endpoint.negotiation.outbound:
+                endpoint.send_custom(
+                    "vadNotification", {"trackId": track_id, "status": status}
+                )
 
     def publications_of_others(self, endpoint: Endpoint) -> list[Publication]:
         return [
