@@ -45,6 +45,7 @@ from api.models import (
     WebhookDelivery,
 )
 from api.record import BotRecord, RecordEvent
+from api.requestbody import RequestBodyMiddleware
 from api.settings import LOOPBACK_HOSTS, ControlPlaneSettings
 from api.store import IdempotencyConflict, Store
 from api.webhooks import WebhookSender
@@ -108,13 +109,22 @@ def error_response(
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
+def _body_error(status: int, code: str, message: str) -> JSONResponse:
+    return error_response(status, code, message)
+
+
+def shown(value: str, limit: int = 64) -> str:
+    """A client's value as an error message may quote it: never too long."""
+    return value if len(value) <= limit else value[:limit] + "..."
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-        message = str(error.get("msg", "invalid"))
+        where = ".".join(shown(str(p)) for p in error.get("loc", ()) if p != "body")
+        message = shown(str(error.get("msg", "invalid")), 200)
         parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts) or "invalid request"
+    return shown("; ".join(parts[:10]), 2000) or "invalid request"
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -321,6 +331,10 @@ def create_app(
         ),
         lifespan=lifespan,
     )
+    # Added first, so it runs inside the request id middleware.
+    app.add_middleware(
+        RequestBodyMiddleware, error=_body_error, limit=settings.max_body_bytes
+    )
     app.add_middleware(requestid.RequestIdMiddleware)
     app.state.bots = bots
     app.state.launcher = launcher
@@ -398,7 +412,7 @@ def create_app(
     def find(bot_id: str) -> BotRecord:
         record = bots.get(bot_id)
         if record is None:
-            raise ApiError(404, "bot_not_found", f"no bot with id {bot_id}")
+            raise ApiError(404, "bot_not_found", f"no bot with id {shown(bot_id)}")
         return record
 
     def refuse(status: int, code: str, message: str, **kw: Any) -> ApiError:
@@ -416,8 +430,12 @@ def create_app(
             " same bot again; the same key with another body is a 409."
         ),
         responses={
-            400: _error("The body cannot be read (not UTF-8 JSON)."),
+            400: _error(
+                "The body is not UTF-8 JSON (`invalid_json`; NaN and Infinity are"
+                " not JSON)."
+            ),
             409: _error("The Idempotency-Key was used with another body."),
+            413: _error("The body is larger than the limit (1 MiB by default)."),
             422: _error(
                 "The body is invalid (server_url must be ws/wss on an allowed host)."
             ),

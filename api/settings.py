@@ -51,6 +51,8 @@ class ControlPlaneSettings(BaseSettings):
     # (webhook-secret) when unset.
     webhook_secret: str | None = None
     webhook_retry_window: float = Field(default=86400.0, gt=0)
+    # Larger request bodies are refused with 413.
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

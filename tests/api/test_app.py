@@ -245,15 +245,68 @@ async def test_invalid_bodies_are_422_validation_naming_the_field(
     assert launcher.started == []
 
 
-async def test_a_body_that_is_not_json_is_422_validation(
-    client: httpx.AsyncClient,
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{nope",
+        b'{"server_url": "ws://127.0.0.1:4000/socket", "room_id": "x",'
+        b' "max_duration": NaN}',
+        b'{"server_url": "ws://127.0.0.1:4000/socket", "room_id": "x",'
+        b' "alone_timeout": Infinity}',
+        b'{"server_url": "ws://127.0.0.1:4000/socket", "room_id": "\xff"}',
+    ],
+)
+async def test_a_body_that_is_not_json_is_400_invalid_json(
+    client: httpx.AsyncClient, launcher: FakeLauncher, content: bytes
 ) -> None:
     response = await client.post(
-        "/bots", content=b"{nope", headers={"content-type": "application/json"}
+        "/bots",
+        content=content,
+        headers={"content-type": "application/json", "X-Request-ID": "req-7"},
     )
 
-    assert response.status_code == 422
-    assert response.json()["error"]["code"] == "validation"
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["request_id"]) == ("invalid_json", "req-7")
+    assert launcher.started == []
+
+
+async def test_a_body_over_the_limit_is_413_before_it_is_read_whole(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    padding = "x" * (1 << 20)
+    declared = await create(client, display_name=padding)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"server_url": "ws://127.0.0.1:4000/socket", "room_id": "'
+        for _ in range(20):
+            yield b"y" * 65536
+        yield b'"}'
+
+    streamed = await client.post(
+        "/bots", content=chunks(), headers={"content-type": "application/json"}
+    )
+
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "body_too_large"
+    assert launcher.started == []
+
+
+async def test_errors_never_echo_a_huge_value_whole(
+    client: httpx.AsyncClient,
+) -> None:
+    huge = "b-" + "7" * 5000
+
+    missing = await client.get(f"/bots/{huge}")
+    extra = await client.post(
+        "/bots", json={"server_url": SERVER_URL, "room_id": "x", "k" * 5000: 1}
+    )
+
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == f"no bot with id {huge[:64]}..."
+    assert extra.status_code == 422
+    assert len(extra.json()["error"]["message"]) < 300
 
 
 async def test_unknown_routes_and_methods_use_the_error_body(
