@@ -32,6 +32,7 @@ from api.launcher import Launcher, LaunchError, LocalProcessLauncher
 from api.leaverules import LeaveRules, LeaveWatch
 from api.metrics import Metrics
 from api.models import (
+    TERMINAL_STATUSES,
     Bot,
     BotCreated,
     BotList,
@@ -666,6 +667,15 @@ def create_app(
             after = int(last_id)
         subscription = bus.subscribe(bot_id)
 
+        def final(event: RecordEvent) -> bool:
+            # A bot's own stream ends with its last status; the global one
+            # goes on.
+            return (
+                bot_id is not None
+                and event.type == "status"
+                and event.data.get("status") in TERMINAL_STATUSES
+            )
+
         async def body() -> AsyncIterator[bytes]:
             try:
                 sent = 0
@@ -678,9 +688,14 @@ def create_app(
                         for stored in page:
                             yield _sse(stored)
                             sent = stored.seq or sent
+                            if final(stored):
+                                return
                         if len(page) < 500:
                             break
                 yield b": stream open\n\n"
+                if bot_id is not None and bots[bot_id].terminal:
+                    # Its final status went out before this stream opened.
+                    return
                 while True:
                     # asyncio.timeout, not wait_for, so that a closed client's
                     # cancel is never swallowed (Python 3.11).
@@ -695,6 +710,8 @@ def create_app(
                     if event.seq is not None and event.seq <= sent:
                         continue
                     yield _sse(event)
+                    if final(event):
+                        return
             finally:
                 subscription.close()
 
@@ -716,7 +733,13 @@ def create_app(
         "/bots/{bot_id}/events/stream",
         tags=["events"],
         summary="A bot's events as Server-Sent Events",
-        description="From now on, or after `after` / `Last-Event-ID`.",
+        description=(
+            "From now on, or after `after` / `Last-Event-ID`. The stream ends"
+            " once the bot's final status event (`left` or `failed`) has been"
+            " sent; opened on a bot that has already ended, it ends at once"
+            " (with `after`, after replaying the stored events up to that"
+            " final status)."
+        ),
         response_class=StreamingResponse,
         responses={200: sse_doc, **bot_errors},
     )

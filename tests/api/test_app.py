@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -394,3 +396,55 @@ async def test_shutting_down_closes_the_launcher(launcher: FakeLauncher) -> None
     async with app.router.lifespan_context(app):
         assert not launcher.closed
     assert launcher.closed
+
+
+def sse_statuses(text: str) -> list[str]:
+    """The statuses of the status events in an SSE body, in order."""
+    statuses = []
+    for block in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if ": " in line
+        )
+        if fields.get("event") == "status":
+            statuses.append(json.loads(fields["data"])["data"]["status"])
+    return statuses
+
+
+def play(launcher: FakeLauncher, record: BotRecord, *statuses: str) -> None:
+    for status in statuses:
+        record.feed_line(b'{"type": "status", "status": "%s"}' % status.encode(), 1.0)
+    launcher._changed(record)
+
+
+async def test_a_bots_event_stream_ends_after_its_final_status(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    bot_id = (await create(client)).json()["id"]
+    [record] = launcher.started
+    app_bus = client._transport.app.state.bus  # type: ignore[attr-defined]
+
+    live = asyncio.create_task(client.get(f"/bots/{bot_id}/events/stream"))
+    async with asyncio.timeout(5):
+        while app_bus.subscribers == 0:
+            await asyncio.sleep(0.01)
+    play(launcher, record, "connecting", "in_call")
+    play(launcher, record, "leaving", "left")
+    async with asyncio.timeout(5):
+        ended = await live
+
+    async with asyncio.timeout(5):
+        replayed = await client.get(
+            f"/bots/{bot_id}/events/stream", params={"after": 0}
+        )
+        late = await client.get(f"/bots/{bot_id}/events/stream")
+
+    assert sse_statuses(ended.text) == ["connecting", "in_call", "leaving", "left"]
+    assert sse_statuses(replayed.text) == [
+        "starting",
+        "connecting",
+        "in_call",
+        "leaving",
+        "left",
+    ]
+    assert sse_statuses(late.text) == []
+    assert late.status_code == 200
