@@ -1,17 +1,26 @@
-"""The server's voice activity detector on hand-made audio-level sequences."""
+"""The server's voice activity detector on hand-made audio-level sequences,
+and its ``vadNotification`` in a call (media events §3, §8)."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from callbot.server.app import ReferenceServer
+from callbot.server.settings import ServerSettings
 from callbot.server.vad import (
     MEMBRANE_PARAMS,
     VoiceActivityDetector,
     activity_score,
     estimate_speech,
 )
+from tests.callbot.raw_phoenix import Frame, RawClient
+from tests.worker_bots import WorkerBot, stop_bots
 
 LOUD = -20
 QUIET = -60
@@ -126,3 +135,97 @@ def test_a_packet_with_rtp_timestamp_0_is_skipped_like_the_real_endpoint() -> No
     assert detector.update(0, LOUD) is None
     assert detector.packets == 69
     assert detector.update(5, LOUD) == "speech"
+
+
+SPEECH_WAV = Path(__file__).parent.parent / "data" / "speech-en-us-16k.wav"
+ROOM = "lobby"
+TOPIC = f"call:{ROOM}"
+
+
+def vad_data(data: str) -> dict[str, Any] | None:
+    """The data of a ``vadNotification`` media event, else ``None``."""
+    document = json.loads(data)
+    inner = document.get("data")
+    if document.get("type") != "custom" or not isinstance(inner, dict):
+        return None
+    if inner.get("type") != "vadNotification":
+        return None
+    result: dict[str, Any] = inner["data"]
+    return result
+
+
+def is_vad_frame(frame: Frame) -> bool:
+    return frame[3] == "media_event" and vad_data(frame[4]["data"]) is not None
+
+
+@pytest.mark.integration
+async def test_a_receiver_hears_speech_then_silence_and_the_publisher_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with ReferenceServer(ServerSettings(port=0)) as server:
+        # carol, a raw client, connects and never answers an offer: alice's
+        # tracks stay in her endpoint's outbound set.
+        carol = await RawClient.open(server.url)
+        try:
+            join_ref, reply = await carol.join(TOPIC, {"user_id": "carol"})
+            assert reply[4]["status"] == "ok"
+            joined = await carol.request(join_ref, TOPIC, "join_call", {})
+            carol_endpoint = joined["response"]["endpoint_id"]
+            connect = {"type": "connect", "data": {"metadata": {"name": "carol"}}}
+            await carol.push(
+                join_ref, TOPIC, "media_event", {"data": json.dumps(connect)}
+            )
+
+            # Which endpoints the server sends vadNotification to.
+            call = server.call(ROOM)
+            assert call is not None
+            notified: list[str] = []
+            deliver = call.on_media_event
+
+            def spy(endpoint_id: str, data: str) -> None:
+                if vad_data(data) is not None:
+                    notified.append(endpoint_id)
+                deliver(endpoint_id, data)
+
+            monkeypatch.setattr(call, "on_media_event", spy)
+
+            alice = WorkerBot(
+                server.url,
+                ROOM,
+                "alice",
+                audio_file=str(SPEECH_WAV),
+                audio_file_loop=False,
+            )
+            await alice.start()
+            try:
+                statuses: list[str] = []
+                track_ids: set[str] = set()
+                # 3.8 s of speech, then digital silence: the last change comes
+                # well within 2.5 s of quiet.
+                while True:
+                    quiet = statuses[-1:] == ["silence"]
+                    try:
+                        frame = await carol.take(
+                            is_vad_frame, timeout=2.5 if quiet else 20.0
+                        )
+                    except TimeoutError:
+                        assert quiet, f"notifications so far: {statuses}"
+                        break
+                    data = vad_data(frame[4]["data"])
+                    assert data is not None
+                    statuses.append(data["status"])
+                    track_ids.add(data["trackId"])
+
+                published = server.published_tracks(ROOM, "alice")
+                (audio_track,) = [t for t, k in published.items() if k == "audio"]
+                assert track_ids == {audio_track}
+                # Changes only: speech first, alternating, silence at the end.
+                assert statuses[0] == "speech"
+                assert statuses[-1] == "silence"
+                assert all(a != b for a, b in itertools.pairwise(statuses))
+                assert notified == [carol_endpoint] * len(statuses)
+                assert alice.status == "in_call"
+            finally:
+                await stop_bots([alice])
+        finally:
+            await carol.close()
