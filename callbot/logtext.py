@@ -28,7 +28,7 @@ def clip(value: object, limit: int = LIMIT) -> str:
         text = bytes(value[: limit + 1]).decode("utf-8", "replace")
         total = len(value)
     else:
-        text = value if isinstance(value, str) else repr(value)
+        text = value if isinstance(value, str) else str(value)
         total = len(text)
     head = text[:limit].translate(_ESCAPES)
     if total > limit:

@@ -635,7 +635,8 @@ class Bot:
             )
             return
         if isinstance(event, me.UnknownMediaEvent):
-            if self._warnings.allow(f"unknown media event {event.type}", self._now()):
+            key = f"unknown media event {clip(event.type, 80)}"
+            if self._warnings.allow(key, self._now()) is not None:
                 self.log.info("media event %s not used, ignored", clip(event.type))
             return
         self.log.debug("< media event %s", event.kind)
