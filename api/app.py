@@ -33,6 +33,7 @@ from api.leaverules import LeaveRules, LeaveWatch
 from api.metrics import Metrics
 from api.models import (
     TERMINAL_STATUSES,
+    AttentionChange,
     Bot,
     BotCreated,
     BotList,
@@ -462,6 +463,16 @@ def create_app(
             raise refuse(
                 422, "host_not_allowed", "server_url: host is not on the allow-list"
             )
+        if (
+            body.sensors is not None
+            and body.sensors.server_url is not None
+            and not _host_allowed(body.sensors.server_url, settings.server_hosts)
+        ):
+            raise refuse(
+                422,
+                "host_not_allowed",
+                "sensors.server_url: host is not on the allow-list",
+            )
         if body.webhook_url is not None and not _host_allowed(
             body.webhook_url, settings.webhook_hosts
         ):
@@ -506,7 +517,7 @@ def create_app(
         bot_id = "b-" + secrets.token_hex(4)
         while bot_id in bots:
             bot_id = "b-" + secrets.token_hex(4)
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = body.adaptive_options()
         if body.plugins:
             options["plugins"] = [p.model_dump() for p in body.plugins]
         if body.max_duration is not None:
@@ -612,6 +623,38 @@ def create_app(
         if not record.terminal:
             await launcher.leave(record)
             persist(record)
+        return record.view()
+
+    @router.post(
+        "/bots/{bot_id}/attention",
+        status_code=202,
+        response_model=Bot,
+        tags=["bots"],
+        summary="Change a bot's attention level while it runs",
+        description=(
+            "The bot's tier and video follow at once; its next stats report"
+            " confirms the level in `attention`."
+        ),
+        responses={
+            **bot_errors,
+            409: _error("The bot has already left or failed (`bot_ended`)."),
+            503: _error("The bot's worker cannot be reached (`bot_unreachable`)."),
+        },
+    )
+    async def set_attention(bot_id: str, body: AttentionChange) -> Bot:
+        record = find(bot_id)
+        if record.terminal or record.leave_requested:
+            raise ApiError(
+                409, "bot_ended", f"bot {bot_id} is {record.status}: no attention"
+            )
+        if not await launcher.set_attention(record, body.level):
+            raise ApiError(
+                503,
+                "bot_unreachable",
+                "the bot's worker cannot be reached",
+                retryable=True,
+            )
+        record.attention = body.level
         return record.view()
 
     @router.get(

@@ -71,6 +71,10 @@ class Launcher(ABC):
     async def close(self) -> None:
         """Make every bot leave and wait for them to be gone."""
 
+    async def set_attention(self, record: BotRecord, level: str) -> bool:
+        """Hand the bot a new attention level; False if it cannot be reached."""
+        return False
+
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Get ready to start bots (the control plane is starting)."""
 
@@ -316,6 +320,13 @@ class LocalProcessLauncher(Launcher):
             watched.log.info("asking the bot to leave")
             watched.leave_deadline = time.monotonic() + self._leave_timeout
         watched.dir.send({"cmd": "leave"})
+
+    async def set_attention(self, record: BotRecord, level: str) -> bool:
+        watched = self._watched.get(record.bot_id)
+        if watched is None:
+            return False
+        watched.log.info("attention level %s", level)
+        return watched.dir.send({"cmd": "attention", "level": level})
 
     async def close(self) -> None:
         self._closing = True

@@ -9,11 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from callbot.bot.config import PluginSpec
 from callbot.bot.plugin import PluginError, validate_specs
+from callbot.bot.sensor_feed import SensorsConfig
 
 BotStatus = Literal["starting", "connecting", "in_call", "leaving", "left", "failed"]
 """The lifecycle of a bot: starting → connecting → in_call → leaving → left."""
 
 TERMINAL_STATUSES: frozenset[str] = frozenset({"left", "failed"})
+
+AttentionLevel = Literal["high", "medium", "low"]
+"""How closely the viewers watch the bot (Sensocto's attention level)."""
+
+Tier = Literal["active", "recent", "viewer", "idle"]
+"""The bot's video tier: how much video it sends, by its speaking and attention."""
 
 
 class CreateBot(BaseModel):
@@ -28,7 +35,32 @@ class CreateBot(BaseModel):
                     "room_id": "lobby",
                     "user_id": "bot-1",
                     "display_name": "Bot 1",
-                }
+                },
+                {
+                    "server_url": "ws://127.0.0.1:4000/socket",
+                    "room_id": "lobby",
+                    "user_id": "bot-2",
+                    "attention": "medium",
+                    "tier_profile": "server",
+                    "allow_quality_tier_requests": False,
+                    "snapshots": True,
+                    "sensors": {
+                        "source": {
+                            "kind": "viewer",
+                            "viewer_token": "<a viewer token>",
+                            "sensor_ids": ["hr-1"],
+                        },
+                        "overlay": {
+                            "widgets": [
+                                {
+                                    "kind": "badge",
+                                    "sensor_id": "hr-1",
+                                    "attribute_id": "heartrate",
+                                }
+                            ]
+                        },
+                    },
+                },
             ]
         },
     )
@@ -75,6 +107,68 @@ class CreateBot(BaseModel):
         ),
     )
 
+    attention: AttentionLevel | None = Field(
+        default=None,
+        description=(
+            "The attention level the bot starts with (the bot's default: high);"
+            " change it later with POST /bots/{id}/attention."
+        ),
+    )
+    tier_profile: Literal["browser", "server"] | None = Field(
+        default=None,
+        description=(
+            "How the bot's video follows its tier: `browser` (as Sensocto's"
+            " web client) or `server` (the server's quality ceilings)."
+        ),
+    )
+    allow_quality_tier_requests: bool | None = Field(
+        default=None,
+        description=(
+            "Let the bot send request_quality_tier (only safe on the reference"
+            " server; off by default)."
+        ),
+    )
+    snapshots: bool | None = Field(
+        default=None,
+        description="Send JPEG snapshots while in the viewer tier (default: on).",
+    )
+    sensors: SensorsConfig | None = Field(
+        default=None,
+        description=(
+            "A sensor source (local, viewer with a viewer token, or room), the"
+            " overlays drawn into the bot's video and what it publishes."
+            " sensors.server_url must name an allowed host, like server_url."
+        ),
+    )
+
+    @field_validator("sensors")
+    @classmethod
+    def _sensor_socket(cls, value: SensorsConfig | None) -> SensorsConfig | None:
+        if value is not None and value.server_url is not None:
+            parts = urlsplit(value.server_url)
+            if parts.scheme not in ("ws", "wss") or not parts.hostname:
+                raise ValueError("sensors.server_url must be a ws:// or wss:// URL")
+            _check_authority("sensors.server_url", value.server_url)
+        return value
+
+    def adaptive_options(self) -> dict[str, Any]:
+        """The adaptive settings given, as fields of the worker's config."""
+        options: dict[str, Any] = {}
+        for name in (
+            "attention",
+            "tier_profile",
+            "allow_quality_tier_requests",
+            "snapshots",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                options[name] = value
+        if self.sensors is not None:
+            options["sensors"] = self.sensors.model_dump(
+                mode="json", exclude_unset=True
+            )
+        return options
+
     @field_validator("plugins")
     @classmethod
     def _known_plugins(cls, value: list[PluginSpec]) -> list[PluginSpec]:
@@ -120,6 +214,16 @@ def _check_authority(name: str, url: str) -> None:
         raise ValueError(f"{name} has an invalid port") from None
     if port == 0:
         raise ValueError(f"{name} has an invalid port")
+
+
+class AttentionChange(BaseModel):
+    """The body of ``POST /bots/{id}/attention``."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"level": "low"}]}
+    )
+
+    level: AttentionLevel
 
 
 class BotCreated(BaseModel):
@@ -216,6 +320,11 @@ _BOT_EXAMPLE: dict[str, Any] = {
         },
     ],
     "events": [{"event": "participant_joined", "user_id": "bot-2", "ts": 1764840000.4}],
+    "tier": "active",
+    "speaking": True,
+    "attention": "high",
+    "snapshots_sent": 0,
+    "snapshots_received": {"bot-2": 12},
     "exit_code": None,
     "pid": 4242,
     "created_at": 1764840000.0,
@@ -247,6 +356,21 @@ class Bot(BaseModel):
     events: list[CallEvent] = Field(default_factory=list)
     history: list[StatusChange] = Field(
         default_factory=list, description="Every status the bot went through."
+    )
+    tier: Tier | None = Field(
+        default=None, description="The bot's video tier, as last reported."
+    )
+    speaking: bool | None = Field(
+        default=None, description="Whether the bot is speaking, as last reported."
+    )
+    attention: AttentionLevel | None = Field(
+        default=None, description="The bot's attention level, as last reported."
+    )
+    snapshots_sent: int = Field(
+        default=0, description="Video snapshots the bot sent (in the viewer tier)."
+    )
+    snapshots_received: dict[str, int] = Field(
+        default_factory=dict, description="Snapshots received, per user id."
     )
     exit_code: int | None = Field(
         default=None,
@@ -324,7 +448,10 @@ class Event(BaseModel):
     seq: int
     bot_id: str
     type: str = Field(
-        description="status, joined, participant_joined, participant_left, ..."
+        description=(
+            "status, joined, participant_joined, participant_left, speaking,"
+            " video_settings (a tier change), voice_activity, ..."
+        )
     )
     data: dict[str, Any]
     ts: float

@@ -35,6 +35,8 @@ MAX_EVENTS = 100
 _STATUSES: frozenset[str] = frozenset(
     {"starting", "connecting", "in_call", "leaving", "left", "failed"}
 )
+_TIERS: frozenset[str] = frozenset({"active", "recent", "viewer", "idle"})
+_ATTENTION_LEVELS: frozenset[str] = frozenset({"high", "medium", "low"})
 
 
 def describe_exit(returncode: int) -> str:
@@ -118,6 +120,12 @@ class BotRecord:
         self.participants: list[str] = []
         self.exit_code: int | None = None
         self.pid: int | None = None
+        # The adaptive state of the newest stats report.
+        self.tier: str | None = None
+        self.speaking: bool | None = None
+        self.attention: str | None = None
+        self.snapshots_sent = 0
+        self.snapshots_received: dict[str, int] = {}
         self.leave_requested = False
         self.bad_reports = 0
         self.created_at = now
@@ -176,6 +184,11 @@ class BotRecord:
             "in_call_at": self.in_call_at,
             "first_frame_at": self.first_frame_at,
             "leave_rules": self.leave_rules,
+            "tier": self.tier,
+            "speaking": self.speaking,
+            "attention": self.attention,
+            "snapshots_sent": self.snapshots_sent,
+            "snapshots_received": dict(self.snapshots_received),
         }
 
     def restore(self, snapshot: dict[str, Any], history: list[StatusChange]) -> None:
@@ -194,6 +207,11 @@ class BotRecord:
         self.in_call_at = snapshot.get("in_call_at")
         self.first_frame_at = snapshot.get("first_frame_at")
         self.leave_rules = snapshot.get("leave_rules")
+        self.tier = snapshot.get("tier")
+        self.speaking = snapshot.get("speaking")
+        self.attention = snapshot.get("attention")
+        self.snapshots_sent = int(snapshot.get("snapshots_sent") or 0)
+        self.snapshots_received = dict(snapshot.get("snapshots_received") or {})
         self.history = list(history)
         self._changes = Changes()
 
@@ -292,6 +310,11 @@ class BotRecord:
             tracks=self.tracks,
             events=self.events,
             history=list(self.history),
+            tier=self.tier,  # type: ignore[arg-type]
+            speaking=self.speaking,
+            attention=self.attention,  # type: ignore[arg-type]
+            snapshots_sent=self.snapshots_sent,
+            snapshots_received=dict(self.snapshots_received),
             exit_code=self.exit_code,
             pid=self.pid,
             created_at=self.created_at,
@@ -358,6 +381,8 @@ class BotRecord:
         if isinstance(participants, list):
             self.participants = [p for p in participants if isinstance(p, str)]
 
+        self._apply_adaptive(report)
+
         tracks = report.get("tracks")
         if isinstance(tracks, list):
             # Tracks missing from the newest report keep their last counters,
@@ -382,6 +407,27 @@ class BotRecord:
                 if key not in seen and not track.ended:
                     self._tracks[key] = track.model_copy(update={"ended": True})
         self.updated_at = now
+
+    def _apply_adaptive(self, report: dict[str, Any]) -> None:
+        tier = report.get("tier")
+        if tier in _TIERS:
+            self.tier = tier
+        speaking = report.get("speaking")
+        if isinstance(speaking, bool):
+            self.speaking = speaking
+        attention = report.get("attention")
+        if attention in _ATTENTION_LEVELS:
+            self.attention = attention
+        sent = report.get("snapshots_sent")
+        if isinstance(sent, int) and not isinstance(sent, bool) and sent >= 0:
+            self.snapshots_sent = sent
+        received = report.get("snapshots_received")
+        if isinstance(received, dict):
+            self.snapshots_received = {
+                str(user): count
+                for user, count in received.items()
+                if isinstance(count, int) and not isinstance(count, bool)
+            }
 
     def _set_status(
         self,

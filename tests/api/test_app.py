@@ -28,6 +28,7 @@ class FakeLauncher(Launcher):
         self.closed = False
         self.is_ready = True
         self.fail_start: str | None = None
+        self.attention: list[tuple[str, str]] = []
 
     @property
     def ready(self) -> bool:
@@ -41,6 +42,10 @@ class FakeLauncher(Launcher):
     async def leave(self, record: BotRecord) -> None:
         record.request_leave(now=0.0)
         self.left.append(record.bot_id)
+
+    async def set_attention(self, record: BotRecord, level: str) -> bool:
+        self.attention.append((record.bot_id, level))
+        return True
 
     async def close(self) -> None:
         self.closed = True
@@ -448,3 +453,111 @@ async def test_a_bots_event_stream_ends_after_its_final_status(
     ]
     assert sse_statuses(late.text) == []
     assert late.status_code == 200
+
+
+async def test_adaptive_settings_and_sensors_reach_the_worker_config(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    sensors = {
+        "source": {"kind": "viewer", "viewer_token": "vt-1", "sensor_ids": ["hr-1"]},
+        "server_url": "ws://127.0.0.1:4001/socket",
+    }
+    response = await create(
+        client,
+        attention="low",
+        tier_profile="server",
+        allow_quality_tier_requests=True,
+        snapshots=False,
+        sensors=sensors,
+    )
+
+    assert response.status_code == 201
+    config = launcher.started[0].worker_config()
+    assert (
+        config["attention"],
+        config["tier_profile"],
+        config["allow_quality_tier_requests"],
+        config["snapshots"],
+    ) == ("low", "server", True, False)
+    assert config["sensors"] == sensors
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"attention": "sleepy"}, "attention"),
+        ({"tier_profile": "phone"}, "tier_profile"),
+        ({"sensors": {"source": {"kind": "viewer"}}}, "viewer_token"),
+        (
+            {
+                "sensors": {
+                    "source": {"kind": "local"},
+                    "server_url": "ws://10.0.0.1:4000/socket",
+                }
+            },
+            "sensors.server_url: host is not on the allow-list",
+        ),
+    ],
+)
+async def test_bad_adaptive_settings_are_422(
+    client: httpx.AsyncClient,
+    launcher: FakeLauncher,
+    body: dict[str, Any],
+    message: str,
+) -> None:
+    response = await create(client, **body)
+
+    assert response.status_code == 422
+    assert message in response.json()["error"]["message"]
+    assert launcher.started == []
+
+
+async def test_the_bot_view_shows_the_reported_tier_and_snapshots(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    bot_id = (await create(client)).json()["id"]
+    [record] = launcher.started
+    record.feed_line(
+        b'{"type": "stats", "tier": "viewer", "speaking": false,'
+        b' "attention": "low", "snapshots_sent": 4,'
+        b' "snapshots_received": {"bot-2": 7}, "tracks": []}',
+        now=2.0,
+    )
+
+    view = (await client.get(f"/bots/{bot_id}")).json()
+
+    assert {
+        k: view[k]
+        for k in (
+            "tier",
+            "speaking",
+            "attention",
+            "snapshots_sent",
+            "snapshots_received",
+        )
+    } == {
+        "tier": "viewer",
+        "speaking": False,
+        "attention": "low",
+        "snapshots_sent": 4,
+        "snapshots_received": {"bot-2": 7},
+    }
+
+
+async def test_attention_is_handed_to_a_running_bot_and_refused_once_it_ended(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    bot_id = (await create(client)).json()["id"]
+    [record] = launcher.started
+
+    changed = await client.post(f"/bots/{bot_id}/attention", json={"level": "low"})
+    bad = await client.post(f"/bots/{bot_id}/attention", json={"level": "max"})
+    play(launcher, record, "connecting", "failed")
+    ended = await client.post(f"/bots/{bot_id}/attention", json={"level": "high"})
+
+    assert changed.status_code == 202
+    assert changed.json()["attention"] == "low"
+    assert launcher.attention == [(bot_id, "low")]
+    assert bad.status_code == 422
+    assert ended.status_code == 409
+    assert ended.json()["error"]["code"] == "bot_ended"

@@ -217,3 +217,29 @@ async def test_kill_9_of_a_bot_fails_it_and_the_api_keeps_serving(
     assert (await client.post("/bots", json=BODY)).status_code == 201
     [failed] = [r for r in store.load_bots() if r.bot_id == victim]
     assert failed.error_code == "worker_killed"
+
+
+async def test_attention_set_through_the_api_reaches_the_running_worker(
+    api: tuple[httpx.AsyncClient, Store],
+) -> None:
+    client, _ = api
+    records: dict[str, BotRecord] = client.app.state.bots  # type: ignore[attr-defined]
+    bot_id = (await client.post("/bots", json={**BODY, "attention": "medium"})).json()[
+        "id"
+    ]
+    await wait_until(lambda: records[bot_id].attention == "medium")
+
+    changed = await client.post(f"/bots/{bot_id}/attention", json={"level": "low"})
+    assert changed.status_code == 202
+    # The worker's own report confirms the level, not just the control plane.
+    records[bot_id].attention = None
+    await wait_until(lambda: records[bot_id].attention == "low")
+
+    view = (await client.get(f"/bots/{bot_id}")).json()
+    assert (view["attention"], view["tier"]) == ("low", "viewer")
+    assert view["snapshots_received"]["bot-2"] >= 0
+    await client.delete(f"/bots/{bot_id}")
+    await wait_until(lambda: records[bot_id].exited)
+    ended = await client.post(f"/bots/{bot_id}/attention", json={"level": "high"})
+    assert ended.status_code == 409
+    assert ended.json()["error"]["code"] == "bot_ended"
