@@ -812,6 +812,8 @@ class Engine:
         self, origin: Endpoint, track_id: str, status: VadStatus
     ) -> None:
         """``vadNotification`` to every other endpoint that receives the track."""
+        # Known limit: sent to every endpoint with the track in its outbound set, also
+        # before its subscription is linked; the real engine tells linked ones only.
         logger.debug(
             "room %s: track %s of %s: %s", self.room_id, track_id, origin.id, status
         )
