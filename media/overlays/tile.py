@@ -54,6 +54,8 @@ class TileSensorOverlay:
     """
 
     def __init__(self, config: OverlayConfig, *, epoch: float = 0.0) -> None:
+        # Known limit: widgets keep their configured pixel size; on a small tile
+        # (many participants, the speaker layout's strip) they are clipped.
         self.config = config
         self.epoch = epoch
         widgets = config.widgets
