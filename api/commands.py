@@ -107,11 +107,12 @@ class DemoCommand:
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from api.demo import failed_summary, run_demo
-
-        # Keep the progress lines readable unless asked for logs.
+        # Keep the progress lines readable unless asked for logs (set before
+        # the imports, which log at INFO).
         level = args.log_level or "WARNING"
         logging.getLogger().setLevel(level)
+        from api.demo import failed_summary, run_demo
+
         try:
             summary = asyncio.run(
                 run_demo(duration=args.duration, as_json=args.json, log_level=level)

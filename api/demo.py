@@ -1,4 +1,10 @@
-"""``callbot demo``: two bots meet in one call, driven through the REST API."""
+"""``callbot demo``: two bots meet in one call, driven through the REST API.
+
+bot-1 says a sentence (the ``speech`` clip, played once): the call sees it
+speaking, so its tier goes active and then recent. bot-2 publishes a tone,
+which is not speech, and stays a viewer, sending snapshots besides its video.
+Each bot's tier changes come from its ``video_settings`` events.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import json
 import logging
 import math
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,8 +29,15 @@ from api.store import Store
 logger = logging.getLogger(__name__)
 
 ROOM_ID = "lobby"
-BOTS = (("bot-1", "Bot 1"), ("bot-2", "Bot 2"))
+# user id, display name, further fields of POST /bots
+BOTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("bot-1", "Bot 1", {"audio_clip": "speech"}),
+    ("bot-2", "Bot 2", {}),
+)
 LEAVE_WAIT = 15.0
+
+# Each bot's tiers in order, as {"tier", "at"} (seconds into the demo), by bot id.
+TierChanges = dict[str, list[dict[str, Any]]]
 
 
 @contextlib.asynccontextmanager
@@ -86,7 +100,9 @@ def received(bot: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(totals.values(), key=lambda e: (e["from_user_id"], e["kind"]))
 
 
-def summarize(room_id: str, bots: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(
+    room_id: str, bots: list[dict[str, Any]], tiers: TierChanges | None = None
+) -> dict[str, Any]:
     """The demo's result: ok when every bot left and got the others' media."""
     users = [bot["user_id"] for bot in bots]
     entries = []
@@ -113,6 +129,8 @@ def summarize(room_id: str, bots: list[dict[str, Any]]) -> dict[str, Any]:
             "user_id": bot["user_id"],
             "final_status": bot["status"],
             "received": got,
+            "tier_changes": list((tiers or {}).get(bot["id"], [])),
+            "snapshots_received": dict(bot.get("snapshots_received") or {}),
         }
         if bot.get("reason"):
             entry["reason"] = bot["reason"]
@@ -120,11 +138,24 @@ def summarize(room_id: str, bots: list[dict[str, Any]]) -> dict[str, Any]:
     return {"ok": ok, "room_id": room_id, "bots": entries}
 
 
+def tier_path(changes: list[dict[str, Any]]) -> str:
+    """A bot's tiers in order: ``viewer -> active -> recent``."""
+    return " -> ".join(change["tier"] for change in changes)
+
+
+def format_snapshots(received: dict[str, int]) -> str:
+    return ", ".join(f"{count} from {user}" for user, count in sorted(received.items()))
+
+
 def format_progress(elapsed: float, bots: list[dict[str, Any]]) -> str:
-    """One line: every bot's status and the media it sends and receives."""
+    """One line: every bot's status, tier and the media it sends and receives."""
     parts = []
     for bot in bots:
         text = f"{bot['user_id']} {bot['status']}"
+        if bot.get("tier"):
+            text += f", tier {bot['tier']}"
+        if bot.get("speaking"):
+            text += " (speaking)"
         sent = sum(
             int(t.get("frames", 0))
             for t in bot.get("tracks", [])
@@ -140,6 +171,9 @@ def format_progress(elapsed: float, bots: list[dict[str, Any]]) -> str:
                 text += f", video {entry['frames']} frames{size}"
             else:
                 text += f", audio {entry['seconds']:.1f} s"
+        snapshots = bot.get("snapshots_received") or {}
+        if snapshots:
+            text += f", snapshots {format_snapshots(snapshots)}"
         parts.append(text)
     return f"[{elapsed:4.0f} s] " + " | ".join(parts)
 
@@ -166,6 +200,10 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(
                 f"    received {entry['kind']} from {entry['from_user_id']}: {amount}"
             )
+        if bot.get("tier_changes"):
+            lines.append(f"    tiers: {tier_path(bot['tier_changes'])}")
+        snapshots = format_snapshots(bot.get("snapshots_received") or {})
+        lines.append(f"    snapshots received: {snapshots or 'none'}")
     lines.append(
         "ok: every bot received the others' audio and video and left"
         if summary["ok"]
@@ -181,6 +219,42 @@ async def _snapshot(client: httpx.AsyncClient, ids: list[str]) -> list[dict[str,
         response.raise_for_status()
         bots.append(response.json())
     return bots
+
+
+async def _follow_tiers(
+    client: httpx.AsyncClient,
+    ids: list[str],
+    tiers: TierChanges,
+    after: dict[str, int],
+    started: float,
+) -> list[str]:
+    """Read the bots' new video_settings events; lines naming each tier change."""
+    lines = []
+    for bot_id in ids:
+        while True:
+            response = await client.get(
+                f"/bots/{bot_id}/events",
+                params={"after": after.get(bot_id, 0), "limit": 500},
+            )
+            response.raise_for_status()
+            page = response.json()
+            for event in page["events"]:
+                after[bot_id] = event["seq"]
+                tier = event["data"].get("tier")
+                changes = tiers.setdefault(bot_id, [])
+                if event["type"] != "video_settings" or not tier:
+                    continue
+                if changes and changes[-1]["tier"] == tier:
+                    continue
+                at = round(event["ts"] - started, 1)
+                if changes:
+                    lines.append(
+                        f"  {bot_id}: tier {changes[-1]['tier']} -> {tier} at {at} s"
+                    )
+                changes.append({"tier": tier, "at": at})
+            if page["next_after"] is None:
+                break
+    return lines
 
 
 async def run_demo(
@@ -234,7 +308,8 @@ async def _drive(
     client: httpx.AsyncClient, server_url: str, duration: float
 ) -> dict[str, Any]:
     ids = []
-    for user_id, name in BOTS:
+    names = {}
+    for user_id, name, extra in BOTS:
         response = await client.post(
             "/bots",
             json={
@@ -242,18 +317,31 @@ async def _drive(
                 "room_id": ROOM_ID,
                 "user_id": user_id,
                 "display_name": name,
+                **extra,
             },
         )
         response.raise_for_status()
         ids.append(response.json()["id"])
+        names[ids[-1]] = user_id
         print(f"created {user_id} as {ids[-1]} in room {ROOM_ID}", flush=True)
 
     loop = asyncio.get_running_loop()
     start = loop.time()
-    for second in range(1, math.ceil(duration) + 1):
-        await asyncio.sleep(max(0.0, start + min(second, duration) - loop.time()))
+    started = time.time()
+    tiers: TierChanges = {}
+    after: dict[str, int] = {}
+
+    async def look() -> list[dict[str, Any]]:
         bots = await _snapshot(client, ids)
         print(format_progress(loop.time() - start, bots), flush=True)
+        for line in await _follow_tiers(client, ids, tiers, after, started):
+            bot_id = line.split(":", 1)[0].strip()
+            print(line.replace(bot_id, names[bot_id], 1), flush=True)
+        return bots
+
+    for second in range(1, math.ceil(duration) + 1):
+        await asyncio.sleep(max(0.0, start + min(second, duration) - loop.time()))
+        bots = await look()
         if all(bot["status"] in ("left", "failed") for bot in bots):
             break
 
@@ -269,5 +357,5 @@ async def _drive(
     ):
         await asyncio.sleep(0.2)
         bots = await _snapshot(client, ids)
-    print(format_progress(loop.time() - start, bots), flush=True)
-    return summarize(ROOM_ID, bots)
+    bots = await look()
+    return summarize(ROOM_ID, bots, tiers)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.resources
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -15,6 +17,11 @@ BotStatus = Literal["starting", "connecting", "in_call", "leaving", "left", "fai
 """The lifecycle of a bot: starting → connecting → in_call → leaving → left."""
 
 TERMINAL_STATUSES: frozenset[str] = frozenset({"left", "failed"})
+
+# The clips a bot can publish by name (package data of media/).
+AUDIO_CLIPS: dict[str, Path] = {
+    "speech": Path(str(importlib.resources.files("media") / "data" / "speech.wav")),
+}
 
 AttentionLevel = Literal["high", "medium", "low"]
 """How closely the viewers watch the bot (Sensocto's attention level)."""
@@ -40,6 +47,7 @@ class CreateBot(BaseModel):
                     "server_url": "ws://127.0.0.1:4000/socket",
                     "room_id": "lobby",
                     "user_id": "bot-2",
+                    "audio_clip": "speech",
                     "attention": "medium",
                     "tier_profile": "server",
                     "allow_quality_tier_requests": False,
@@ -132,6 +140,14 @@ class CreateBot(BaseModel):
         default=None,
         description="Send JPEG snapshots while in the viewer tier (default: on).",
     )
+    audio_clip: Literal["speech"] | None = Field(
+        default=None,
+        description=(
+            "Publish a built-in clip, played once, instead of the tone:"
+            " `speech` is a spoken sentence (about 3.5 s), so the bot is seen"
+            " speaking and its tier goes active, then recent."
+        ),
+    )
     sensors: SensorsConfig | None = Field(
         default=None,
         description=(
@@ -163,6 +179,9 @@ class CreateBot(BaseModel):
             value = getattr(self, name)
             if value is not None:
                 options[name] = value
+        if self.audio_clip is not None:
+            options["audio_file"] = str(AUDIO_CLIPS[self.audio_clip])
+            options["audio_file_loop"] = False
         if self.sensors is not None:
             options["sensors"] = self.sensors.model_dump(
                 mode="json", exclude_unset=True

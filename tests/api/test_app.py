@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -561,3 +562,17 @@ async def test_attention_is_handed_to_a_running_bot_and_refused_once_it_ended(
     assert bad.status_code == 422
     assert ended.status_code == 409
     assert ended.json()["error"]["code"] == "bot_ended"
+
+
+async def test_the_speech_clip_is_published_once_from_the_package(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    response = await create(client, audio_clip="speech")
+    refused = await create(client, audio_clip="/etc/passwd")
+
+    assert response.status_code == 201
+    config = launcher.started[0].worker_config()
+    assert Path(config["audio_file"]).name == "speech.wav"
+    assert Path(config["audio_file"]).is_file()
+    assert config["audio_file_loop"] is False
+    assert refused.status_code == 422

@@ -134,3 +134,60 @@ async def test_json_demo_ends_with_a_json_line_even_when_it_fails(
     assert json.loads(last) == summary
     assert summary["ok"] is False
     assert summary["error"] == "RuntimeError: the reference server did not start"
+
+
+def test_progress_and_summary_name_tier_changes_and_snapshots() -> None:
+    speaker = {
+        **bot_view("b-1", "bot-1", "bot-2"),
+        "tier": "active",
+        "speaking": True,
+        "snapshots_received": {"bot-2": 4},
+    }
+    viewer = {
+        **bot_view("b-2", "bot-2", "bot-1"),
+        "tier": "viewer",
+        "speaking": False,
+        "snapshots_received": {},
+    }
+    tiers = {
+        "b-1": [
+            {"tier": "viewer", "at": 0.7},
+            {"tier": "active", "at": 0.9},
+            {"tier": "recent", "at": 4.5},
+        ],
+        "b-2": [{"tier": "viewer", "at": 0.8}],
+    }
+
+    line = format_progress(3.0, [speaker, viewer])
+    summary = summarize("lobby", [speaker, viewer], tiers)
+    text = format_summary(summary)
+
+    assert line.startswith("[   3 s] bot-1 left, tier active (speaking), sent 300")
+    assert "audio 9.8 s, video 290 frames 640x480, snapshots 4 from bot-2 |" in line
+    assert " | bot-2 left, tier viewer, sent 300 frames," in line
+    first, second = summary["bots"]
+    assert first["tier_changes"] == tiers["b-1"]
+    assert first["snapshots_received"] == {"bot-2": 4}
+    assert second["snapshots_received"] == {}
+    assert summary["ok"] is True
+    assert "    tiers: viewer -> active -> recent" in text
+    assert "    snapshots received: 4 from bot-2" in text
+    assert "    snapshots received: none" in text
+
+
+@pytest.mark.integration
+async def test_the_demo_shows_the_speaker_going_active_and_the_viewers_snapshots(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    summary = await demo.run_demo(duration=8.0, as_json=True)
+
+    out = capsys.readouterr().out.splitlines()
+    assert json.loads(out[-1]) == summary
+    assert summary["ok"] is True, summary
+    speaker, viewer = summary["bots"]
+    tiers = [change["tier"] for change in speaker["tier_changes"]]
+    assert "active" in tiers
+    assert tiers[-1] == "recent"
+    assert [change["tier"] for change in viewer["tier_changes"]] == ["viewer"]
+    assert speaker["snapshots_received"]["bot-2"] > 0
+    assert any("bot-1: tier " in line and "-> active" in line for line in out)
