@@ -177,6 +177,8 @@ def build_app(settings: ControlPlaneSettings, log_level: str | None = None) -> A
         launcher,
         store=Store(settings.resolved_database_url()),
         own_store=True,
+        # Allow-lists, webhooks, load and body limits come from here.
+        settings=settings,
         max_bots=settings.max_bots,
         ice_addresses=settings.ice_addresses,
         keep_bots_on_shutdown=settings.keep_bots_on_shutdown,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+import httpx
 import pytest
 
-from api.commands import ServeCommand, demo_command, serve_command
+from api.commands import ServeCommand, build_app, demo_command, serve_command
+from api.keys import create_key
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -51,3 +54,34 @@ def test_demo_options() -> None:
 
     assert (parser.parse_args([]).duration, parser.parse_args([]).json) == (10.0, False)
     assert parser.parse_args(["--duration", "6", "--json"]).duration == 6.0
+
+
+async def test_serve_builds_the_app_with_every_setting_of_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CALLBOT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CALLBOT_SERVER_HOSTS", '["sensocto.test"]')
+    monkeypatch.setenv("CALLBOT_MAX_BODY_BYTES", "2048")
+    app = build_app(serve_command.settings(parse()))
+    _, key = create_key(app.state.store, "tests")
+
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://cp",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as client,
+    ):
+        loopback = await client.post(
+            "/bots", json={"server_url": "ws://127.0.0.1:4000/socket", "room_id": "r"}
+        )
+        large = await client.post(
+            "/bots",
+            json={"server_url": "ws://sensocto.test/socket", "room_id": "r" * 3000},
+        )
+
+    assert loopback.status_code == 422
+    assert loopback.json()["error"]["code"] == "host_not_allowed"
+    assert large.status_code == 413
+    assert (tmp_path / "callbot.db").exists()
