@@ -157,6 +157,8 @@ class CreateBot(BaseModel):
         ),
     )
 
+    # Known limit: sensors.source.replay_path names a file on the control
+    # plane's host that the bot reads; any key holder can point it anywhere.
     @field_validator("sensors")
     @classmethod
     def _sensor_socket(cls, value: SensorsConfig | None) -> SensorsConfig | None:
