@@ -421,6 +421,14 @@ def create_app(
         metrics.rejected[code] += 1
         return ApiError(status, code, message, **kw)
 
+    body_errors: dict[int | str, dict[str, Any]] = {
+        400: _error(
+            "The body is not UTF-8 JSON (`invalid_json`; NaN and Infinity are"
+            " not JSON)."
+        ),
+        413: _error("The body is larger than the limit (1 MiB by default)."),
+    }
+
     @router.post(
         "/bots",
         status_code=201,
@@ -432,12 +440,8 @@ def create_app(
             " same bot again; the same key with another body is a 409."
         ),
         responses={
-            400: _error(
-                "The body is not UTF-8 JSON (`invalid_json`; NaN and Infinity are"
-                " not JSON)."
-            ),
+            **body_errors,
             409: _error("The Idempotency-Key was used with another body."),
-            413: _error("The body is larger than the limit (1 MiB by default)."),
             422: _error(
                 "The body is invalid (server_url must be ws/wss on an allowed host)."
             ),
@@ -637,6 +641,7 @@ def create_app(
         ),
         responses={
             **bot_errors,
+            **body_errors,
             409: _error("The bot has already left or failed (`bot_ended`)."),
             503: _error("The bot's worker cannot be reached (`bot_unreachable`)."),
         },

@@ -19,7 +19,8 @@ MAX_BODY_BYTES = 1 << 20
 
 ErrorFactory = Callable[[int, str, str], Response]
 
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The methods whose bodies the routes read.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def _reject_constant(name: str) -> Any:
