@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.api.leaks import unmarked_environment
+
 
 def _bindir() -> Path:
     found = shutil.which("pg_config")
@@ -86,6 +88,8 @@ def postgres_server() -> Iterator[str]:
                 "60",
                 "start",
             ],
+            # The server outlives the test that first needed it.
+            env=unmarked_environment(),
             **run,  # type: ignore[call-overload]
         )
         yield f"postgresql+psycopg://callbot@127.0.0.1:{port}/postgres"
