@@ -157,11 +157,17 @@ class CreateBot(BaseModel):
         ),
     )
 
-    # Known limit: sensors.source.replay_path names a file on the control
-    # plane's host that the bot reads; any key holder can point it anywhere.
     @field_validator("sensors")
     @classmethod
     def _sensor_socket(cls, value: SensorsConfig | None) -> SensorsConfig | None:
+        # A replay file is read on the control plane's host: over the API that
+        # would let a key holder make a bot read any file, so it is refused
+        # here (`callbot run --sensors` takes it).
+        if value is not None and value.source.replay_path is not None:
+            raise ValueError(
+                "sensors.source.replay_path is not accepted over the API;"
+                " use callbot run --sensors for file replays"
+            )
         if value is not None and value.server_url is not None:
             parts = urlsplit(value.server_url)
             if parts.scheme not in ("ws", "wss") or not parts.hostname:

@@ -498,6 +498,14 @@ async def test_adaptive_settings_and_sensors_reach_the_worker_config(
             },
             "sensors.server_url: host is not on the allow-list",
         ),
+        (
+            {
+                "sensors": {
+                    "source": {"kind": "local", "replay_path": "/etc/shadow"},
+                }
+            },
+            "replay_path is not accepted over the API",
+        ),
     ],
 )
 async def test_bad_adaptive_settings_are_422(
