@@ -1,4 +1,5 @@
 # The callbot control plane: `callbot serve` on port 8080, one process per bot.
+# Build: docker build -t callbot:0.1.0 .  (the tag deploy/kubernetes/ runs)
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
