@@ -455,6 +455,28 @@ class LocalProcessLauncher(Launcher):
         if w.dir.send({"cmd": "kill"}):
             return
         keeper = w.record.keeper_pid
-        if keeper is not None:
+        # The pid comes from the bot's directory and may be an earlier
+        # container's or boot's, reused since: kill its session only if it is
+        # a keeper and none of the bots or warm workers this launcher knows.
+        others = {o.record.keeper_pid for o in self._watched.values() if o is not w} | {
+            _read_pid(d.keeper_pid) for d in self._warm
+        }
+        if keeper is not None and keeper not in others and _is_keeper(keeper):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(keeper, signal.SIGKILL)
+
+
+def _is_keeper(pid: int) -> bool:
+    """Whether process ``pid`` runs a keeper (``python -m api.keeper ...``)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return KEEPER_MODULE in (a.decode(errors="replace") for a in raw.split(b"\0"))
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None

@@ -200,3 +200,18 @@ async def test_a_warm_worker_takes_the_next_bot_and_the_pool_refills(
     await launcher.close()
     assert list(tmp_path.glob("warm-*")) == []
     await wait_until(lambda: gone(refill_pid))
+
+
+async def test_a_stale_keeper_pid_of_another_process_is_never_killed() -> None:
+    # After a container restart the pid saved in a bot's directory may belong
+    # to any process: only a keeper's session may be killed through it.
+    from api.launcher import _is_keeper
+
+    other = await asyncio.create_subprocess_exec("sleep", "30")
+    try:
+        assert _is_keeper(other.pid) is False
+        assert _is_keeper(os.getpid()) is False
+        assert other.returncode is None
+    finally:
+        other.kill()
+        await other.wait()
