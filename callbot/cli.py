@@ -52,8 +52,17 @@ class ServerCommand:
     help = "run the reference call server"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=4000)
+        parser.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="address the call socket listens on (keep it on loopback)",
+        )
+        parser.add_argument(
+            "--port",
+            type=int,
+            default=4000,
+            help="port of the call socket (ws://HOST:PORT/socket); 0 picks one",
+        )
         parser.add_argument(
             "--room",
             dest="rooms",
@@ -61,6 +70,69 @@ class ServerCommand:
             default=[],
             metavar="NAME",
             help="add a public room (repeatable); the lobby always exists",
+        )
+        parser.add_argument(
+            "--admin-port",
+            type=int,
+            default=None,
+            metavar="PORT",
+            help=(
+                "serve the admin HTTP (test control: rooms, participants, clock,"
+                " crashes, network conditions) on 127.0.0.1:PORT; off if not given"
+            ),
+        )
+        parser.add_argument(
+            "--no-adaptive-quality",
+            dest="adaptive_quality",
+            action="store_false",
+            help=(
+                "start every call with adaptive quality off, as the server API's"
+                " set_adaptive_quality(room, false): every participant is active"
+                " (full video), as call QA's thresholds assume"
+            ),
+        )
+        # The real server's sharp edges; each switch turns one off.
+        parser.add_argument(
+            "--no-duplicate-pushes",
+            dest="duplicate_pushes",
+            action="store_false",
+            help="send each call push once (the real server sends most twice)",
+        )
+        parser.add_argument(
+            "--lenient-join-ref",
+            dest="strict_join_ref",
+            action="store_false",
+            help=(
+                "accept pushes with a null join_ref on a channel joined with one"
+                " (the real server drops them)"
+            ),
+        )
+        parser.add_argument(
+            "--no-crash-on-bad-event",
+            dest="crash_on_bad_event",
+            action="store_false",
+            help=(
+                "log and ignore an unknown or malformed call event (the real"
+                " channel crashes on it)"
+            ),
+        )
+        parser.add_argument(
+            "--no-tier-request-crash",
+            dest="quality_tier_request_crashes",
+            action="store_false",
+            help=(
+                "drop the raw second copy of a quality_tier_request (the real"
+                " server crashes the other participants' channels on it)"
+            ),
+        )
+        parser.add_argument(
+            "--hex-foundations-ok",
+            dest="integer_foundations_only",
+            action="store_false",
+            help=(
+                "accept ICE candidates whose foundation is not an integer (the"
+                " real endpoint crashes on them)"
+            ),
         )
 
     def run(self, args: argparse.Namespace) -> int:
@@ -72,9 +144,15 @@ class ServerCommand:
                 "host": args.host,
                 "port": args.port,
                 "rooms": [{"name": name} for name in args.rooms],
+                "admin_port": args.admin_port,
+                "adaptive_quality": args.adaptive_quality,
+                "duplicate_pushes": args.duplicate_pushes,
+                "strict_join_ref": args.strict_join_ref,
+                "crash_on_bad_event": args.crash_on_bad_event,
+                "quality_tier_request_crashes": args.quality_tier_request_crashes,
+                "integer_foundations_only": args.integer_foundations_only,
             }
         )
-        logger.info("reference server on %s:%d", args.host, args.port)
         with contextlib.suppress(KeyboardInterrupt):
             result: Any = serve(settings)
             if inspect.isawaitable(result):
@@ -165,16 +243,22 @@ class RunCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         from callbot.bot.plugin import PluginError
+        from callbot.errors import UsageError
 
+        # Every option error is found before joining, and exits 2 as argparse's.
         try:
+            check_server_url(args.server)
             argv = getattr(args, "argv", None)
             plugins = plugin_specs(sys.argv[1:] if argv is None else argv)
-        except PluginError as exc:
+            sensors = sensors_option(args)
+        except (PluginError, UsageError) as exc:
             print(f"callbot run: {exc}", file=sys.stderr)
             return 2
-        return asyncio.run(self._run(args, plugins))
+        return asyncio.run(self._run(args, plugins, sensors))
 
-    async def _run(self, args: argparse.Namespace, plugins: list[Any]) -> int:
+    async def _run(
+        self, args: argparse.Namespace, plugins: list[Any], sensors: Any
+    ) -> int:
         from callbot.bot.bot import Bot
         from callbot.bot.config import BotConfig
 
@@ -185,7 +269,7 @@ class RunCommand:
             display_name=args.name,
             duration=args.duration,
             plugins=plugins,
-            sensors=sensors_option(args),
+            sensors=sensors,
             audio_file=getattr(args, "audio", None),
             attention=getattr(args, "attention", "high"),
             tier_profile=getattr(args, "tier_profile", "browser"),
@@ -241,23 +325,56 @@ def print_live_event(report: dict[str, Any]) -> None:
         )
 
 
+def check_server_url(url: str) -> None:
+    """Refuse a ``--server`` that is not a ws:// or wss:// URL with a host."""
+    from urllib.parse import urlsplit
+
+    from callbot.errors import UsageError
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise UsageError(
+            f"--server must be a ws:// or wss:// URL such as"
+            f" ws://127.0.0.1:4000/socket, not {url!r}"
+        )
+
+
 def sensors_option(args: argparse.Namespace) -> Any:
-    """The ``SensorsConfig`` of ``--sensors`` or ``--viewer-token``, or None."""
+    """The ``SensorsConfig`` of ``--sensors`` or ``--viewer-token``, or None.
+
+    Raises UsageError for an unreadable file, invalid JSON, an unknown key or
+    a ``--viewer-token`` without ``--overlay-sensor``.
+    """
+    from pydantic import ValidationError
+
     from callbot.bot.sensor_feed import SensorsConfig
+    from callbot.errors import UsageError
     from media.overlays.config import OverlayConfig
 
     text = getattr(args, "sensors", None)
-    if text is not None:
-        if text.startswith("@"):
-            with open(text[1:], encoding="utf-8") as f:
-                text = f.read()
-        return SensorsConfig.model_validate_json(text)
     token = getattr(args, "viewer_token", None)
     sensor_id = getattr(args, "overlay_sensor", None)
+    if text is not None and (token is not None or sensor_id is not None):
+        raise UsageError(
+            "--sensors and --viewer-token/--overlay-sensor exclude each other"
+        )
+    if text is not None:
+        if text.startswith("@"):
+            try:
+                with open(text[1:], encoding="utf-8") as f:
+                    text = f.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"--sensors: cannot read {text[1:]}: {exc}") from exc
+        try:
+            return SensorsConfig.model_validate_json(text)
+        except ValidationError as exc:
+            raise UsageError(f"--sensors: {one_line(exc)}") from exc
     if token is None:
+        if sensor_id is not None:
+            raise UsageError("--overlay-sensor needs --viewer-token")
         return None
     if sensor_id is None:
-        raise SystemExit("callbot run: --viewer-token needs --overlay-sensor")
+        raise UsageError("--viewer-token needs --overlay-sensor")
     return SensorsConfig.model_validate(
         {
             "source": {
@@ -268,6 +385,15 @@ def sensors_option(args: argparse.Namespace) -> Any:
             "overlay": OverlayConfig.vitals(sensor_id).model_dump(),
         }
     )
+
+
+def one_line(exc: Any) -> str:
+    """A pydantic ValidationError as one line: ``where: what; ...``."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
+    return "; ".join(parts) or str(exc)
 
 
 def plugin_specs(argv: Sequence[str]) -> list[Any]:
@@ -369,6 +495,22 @@ def discover_commands() -> list[Command]:
     return found
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, unless it has none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        default = action.default
+        if (
+            text is None
+            or "default" in text
+            or not action.option_strings
+            or default in (None, False, True, [], argparse.SUPPRESS)
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
     """The argument parser for these commands; each is a subcommand."""
     parser = argparse.ArgumentParser(
@@ -387,7 +529,12 @@ def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for command in commands:
-        sub = subparsers.add_parser(command.name, help=command.help)
+        sub = subparsers.add_parser(
+            command.name,
+            help=command.help,
+            description=command.help,
+            formatter_class=DefaultsHelpFormatter,
+        )
         command.add_arguments(sub)
         sub.set_defaults(handler=command)
     return parser
@@ -406,6 +553,11 @@ def all_commands() -> list[Command]:
     return commands
 
 
+# Libraries whose INFO lines are per candidate pair or per transceiver: shown
+# only when a user asks for DEBUG.
+CHATTY_LOGGERS = ("aioice", "aiortc")
+
+
 def setup_logging(level: str) -> None:
     """Log to stderr, one line a record, so stdout stays for results."""
     logging.basicConfig(
@@ -413,6 +565,15 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    quiet_libraries(level)
+
+
+def quiet_libraries(level: str) -> None:
+    """aioice and aiortc at WARNING unless ``level`` is DEBUG."""
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -61,3 +61,7 @@ class NegotiationError(CallbotError):
 
 class SensorDataError(CallbotError):
     """A measurement, a delta-encoded blob or a recorded file is unusable."""
+
+
+class UsageError(CallbotError):
+    """A command line option that cannot be used; the command exits 2."""

@@ -96,11 +96,15 @@ async def run_worker(stdin: TextIO, stdout: TextIO) -> int:
 
 
 def main() -> None:
+    from callbot.cli import quiet_libraries
+
+    level = os.environ.get("CALLBOT_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(
-        level=os.environ.get("CALLBOT_LOG_LEVEL", "INFO").upper(),
+        level=level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    quiet_libraries(level)
     code = asyncio.run(run_worker(sys.stdin, sys.stdout))
     sys.stdout.flush()
     os._exit(code) if code else sys.exit(0)

@@ -15,7 +15,12 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as serve_websockets
 from websockets.http11 import Request, Response
 
-from callbot.server.call_channel import TOPIC_PREFIX, CallChannel, call_channel_factory
+from callbot.server.call_channel import (
+    LOBBY,
+    TOPIC_PREFIX,
+    CallChannel,
+    call_channel_factory,
+)
 from callbot.server.call_server import (
     CallServer,
     EngineFactory,
@@ -316,7 +321,9 @@ def admin_app(server: ReferenceServer) -> FastAPI:
 
     @app.get("/rooms")
     async def rooms() -> dict[str, Any]:
-        return {"rooms": server.rooms.names(), "calls": server.calls.rooms()}
+        # The lobby admits everyone without a RoomStore entry; it always exists.
+        names = sorted({LOBBY, *server.rooms.names()})
+        return {"rooms": names, "calls": server.calls.rooms()}
 
     @app.get("/rooms/{room_id}/participants")
     async def participants(room_id: str) -> dict[str, Any]:
@@ -444,9 +451,6 @@ async def serve(settings: ServerSettings) -> None:
     """Run a reference server until cancelled (the ``callbot server`` command)."""
     server = ReferenceServer(settings)
     await server.start()
-    logger.info("call server ready: %s", server.url)
-    if server.admin_url is not None:
-        logger.info("admin HTTP: %s", server.admin_url)
     try:
         await asyncio.Event().wait()
     finally:

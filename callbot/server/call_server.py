@@ -20,7 +20,7 @@ from callbot.server.clock import Clock, Timer
 from callbot.server.pubsub import PubSub, ServerEvent
 from callbot.server.quality import Quality, calculate_quality, quality_profile
 from callbot.server.settings import ServerSettings
-from callbot.server.tiers import AttentionLevel, TierChange, TierPolicy
+from callbot.server.tiers import AttentionLevel, Tier, TierChange, TierPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +133,8 @@ class CallServer:
         self._inactivity: Timer | None = None
         self._arm_inactivity()
         self._tier_timer = clock.call_later(settings.tier_interval_ms, self._tier_tick)
+        if not settings.adaptive_quality:
+            self.tiers.set_enabled(False, clock.monotonic_ms())
         logger.info("call started: room %s", room_id)
 
     @property
@@ -173,6 +175,17 @@ class CallServer:
         self.participants[user_id] = participant
         self.tiers.add(user_id)
         self._broadcast("participant_joined", participant.joined_payload())
+        if not self.settings.adaptive_quality and not self.tiers.enabled:
+            # As set_adaptive_quality(false) once more, for the joiner alone: a
+            # new participant would otherwise stay a viewer while tiers are off.
+            self.tiers.states[user_id].tier = Tier.ACTIVE
+            self.pubsub.broadcast(
+                ServerEvent(
+                    f"{self.topic}:{user_id}",
+                    "adaptive_quality_changed",
+                    {"enabled": False},
+                )
+            )
         self._cancel_inactivity()
         logger.info(
             "room %s: user %s joined the call as endpoint %s",

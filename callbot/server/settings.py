@@ -29,6 +29,10 @@ class ServerSettings(BaseModel):
     ice_servers: list[dict[str, Any]] = Field(default_factory=list)
     ice_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
     admin_port: int | None = None
+    # False: every call starts as after the server API's
+    # set_adaptive_quality(room, false): each participant is active, and each
+    # joiner is told so with adaptive_quality_changed {enabled: false}.
+    adaptive_quality: bool = True
 
     # The real server's sharp edges; each defaults to the real behaviour.
     duplicate_pushes: bool = True

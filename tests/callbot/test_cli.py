@@ -265,3 +265,103 @@ def test_run_refuses_bad_plugins_before_joining(
     code = main([*argv, "--user-id", "u", *words])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_server_switches_default_to_the_real_behaviour_and_reach_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from callbot.server import app
+    from callbot.server.settings import ServerSettings
+
+    seen: list[ServerSettings] = []
+
+    async def fake_serve(settings: ServerSettings) -> None:
+        seen.append(settings)
+
+    monkeypatch.setattr(app, "serve", fake_serve)
+    assert cli.main(["server", "--port", "0"]) == 0
+    real = seen[-1]
+    assert real.admin_port is None
+    assert real.adaptive_quality and real.duplicate_pushes and real.strict_join_ref
+    assert real.crash_on_bad_event and real.quality_tier_request_crashes
+    assert real.integer_foundations_only
+
+    argv = [
+        "server",
+        "--admin-port",
+        "4001",
+        "--no-adaptive-quality",
+        "--no-duplicate-pushes",
+        "--lenient-join-ref",
+        "--no-crash-on-bad-event",
+        "--no-tier-request-crash",
+        "--hex-foundations-ok",
+    ]
+    assert cli.main(argv) == 0
+    lenient = seen[-1]
+    assert lenient.admin_port == 4001
+    assert not any(
+        (
+            lenient.adaptive_quality,
+            lenient.duplicate_pushes,
+            lenient.strict_join_ref,
+            lenient.crash_on_bad_event,
+            lenient.quality_tier_request_crashes,
+            lenient.integer_foundations_only,
+        )
+    )
+
+
+def test_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("server", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 127.0.0.1)" in text and "(default: 4000)" in text
+    with pytest.raises(SystemExit):
+        parse("run", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: high)" in text and "(default: browser)" in text
+    assert "(default: None)" not in text
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["--sensors", "{not json"], "callbot run: --sensors: Invalid JSON"),
+        (
+            ["--sensors", '{"source": {"kind": "local"}, "colour": 1}'],
+            "--sensors: colour: Extra inputs are not permitted",
+        ),
+        (["--sensors", "@/nonexistent/sensors.json"], "--sensors: cannot read"),
+        (["--viewer-token", "tok"], "--viewer-token needs --overlay-sensor"),
+        (["--overlay-sensor", "hr-1"], "--overlay-sensor needs --viewer-token"),
+    ],
+)
+def test_run_refuses_bad_sensor_options_with_one_line_and_exit_2(
+    words: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "--server", "ws://127.0.0.1:9/socket", "--room", "r"]
+    assert cli.main([*argv, "--user-id", "u", *words]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:4000/socket", "127.0.0.1:4000", "ws:///socket"]
+)
+def test_run_refuses_a_server_that_is_not_a_websocket_url(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["run", "--server", url, "--room", "r", "--user-id", "u"]) == 2
+    assert "--server must be a ws:// or wss:// URL" in capsys.readouterr().err
+
+
+def test_library_info_lines_are_hidden_unless_debug() -> None:
+    import logging
+
+    cli.quiet_libraries("INFO")
+    assert logging.getLogger("aioice.ice").getEffectiveLevel() == logging.WARNING
+    assert logging.getLogger("aiortc").getEffectiveLevel() == logging.WARNING
+    cli.quiet_libraries("DEBUG")
+    assert logging.getLogger("aioice.ice").getEffectiveLevel() == logging.DEBUG

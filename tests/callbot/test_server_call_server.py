@@ -184,6 +184,25 @@ def test_set_adaptive_quality(calls: Calls, room: Recorder) -> None:
     assert room.events() == [("tier_changed", {"user_id": "u1", "tier": "viewer"})]
 
 
+def test_adaptive_quality_off_in_settings_makes_every_joiner_active(
+    clock: ManualClock, pubsub: PubSub, room: Recorder
+) -> None:
+    calls = Calls(ServerSettings(adaptive_quality=False), clock, pubsub, FakeEngine)
+    own = Recorder()
+    pubsub.subscribe("call:r1:u2", own)
+    call = calls.ensure("r1")
+    assert not call.adaptive_quality_enabled
+    call.add_participant("u1", {})
+    call.add_participant("u2", {})
+    call.update_speaking("u1", True)
+    clock.advance(35_000)
+
+    table = call.participants_table()
+    assert [table[u]["tier"] for u in ("u1", "u2")] == ["active", "active"]
+    assert own.events() == [("adaptive_quality_changed", {"enabled": False})]
+    assert tier_pushes(room) == []
+
+
 async def test_inactivity_stop_ends_the_call_and_restarts_it_empty(
     calls: Calls, room: Recorder, clock: ManualClock
 ) -> None:

@@ -715,7 +715,7 @@ async def test_admin_http_drives_the_test_control(
     bob = await member(server, stack, "bob")
     async with httpx.AsyncClient(base_url=server.admin_url, timeout=5) as http:
         rooms = (await http.get("/rooms")).json()
-        assert rooms == {"rooms": ["r1", "team"], "calls": ["r1"]}
+        assert rooms == {"rooms": ["lobby", "r1", "team"], "calls": ["r1"]}
         table = (await http.get("/rooms/r1/participants")).json()["participants"]
         assert sorted(table) == ["alice", "bob"]
 
