@@ -305,7 +305,10 @@ class RunCommand:
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
 
-        print(format_summary(bot.status, bot.stats()))
+        status = bot.status
+        if status == "failed" and bot.reason:
+            status = f"failed ({bot.reason})"
+        print(format_summary(status, bot.stats()))
         return 0 if bot.status == "left" else 1
 
 

@@ -266,12 +266,19 @@ class Bot:
             if feed is not None:
                 feed.cancel()
             failed = driver.done() and self.status == "failed"
+            # Its duration is over and no socket ever opened: nothing to leave.
+            unreachable = not self._leaving and self._socket is None
             driver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await driver
-            if failed:
+            if failed or unreachable:
                 await self.plugins.close()
                 await self._close_socket()
+                if unreachable and not failed:
+                    self.log.warning(
+                        "never connected to %s", clip(self.config.server_url)
+                    )
+                    self._set_status("failed", "cannot_connect")
             else:
                 await self._shutdown()
             stats.cancel()

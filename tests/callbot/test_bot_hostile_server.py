@@ -181,6 +181,24 @@ async def test_a_server_that_drops_each_connection_is_retried_slowly(
     assert 4 <= scripted.connections <= 9
 
 
+async def test_a_bot_that_never_connected_ends_failed_cannot_connect() -> None:
+    import socket as socketlib
+
+    # A loopback port nobody listens on.
+    with socketlib.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    reports: list[dict[str, Any]] = []
+    config = BotConfig(
+        server_url=f"ws://127.0.0.1:{port}/socket", room_id="lobby", duration=0.5
+    )
+    bot = Bot(config, on_report=reports.append)
+    await asyncio.wait_for(bot.run(), 5)
+    assert (bot.status, bot.reason) == ("failed", "cannot_connect")
+    statuses = [r["status"] for r in reports if r.get("type") == "status"]
+    assert statuses == ["connecting", "failed"]
+
+
 async def test_reference_server_drops_only_a_too_deep_frame(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
