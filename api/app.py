@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from api import requestid
+from api.botlog import BotLog
 from api.bus import EventBus
 from api.keys import check_key
 from api.launcher import Launcher, LaunchError, LocalProcessLauncher
@@ -127,6 +128,12 @@ def _validation_message(exc: RequestValidationError) -> str:
         message = shown(str(error.get("msg", "invalid")), 200)
         parts.append(f"{where}: {message}" if where else message)
     return shown("; ".join(parts[:10]), 2000) or "invalid request"
+
+
+def attention_refused(bot_id: str, status: str) -> str:
+    """Why a bot that left, failed or is leaving takes no attention change."""
+    state = {"left": "has left", "failed": "has failed"}.get(status, "is leaving")
+    return f"bot {shown(bot_id)} {state}; its attention can no longer be changed"
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -263,11 +270,8 @@ def create_app(
                     continue
                 reason = watch.check(record, now)
                 if reason is not None:
-                    logger.info(
-                        "bot %s leaves: %s",
-                        bot_id,
-                        reason,
-                        extra={"bot_id": bot_id, "room_id": record.room_id},
+                    BotLog(logger, bot_id, record.user_id, record.room_id).info(
+                        "leaves by its leave rule: %s", reason
                     )
                     record.request_leave(now, reason)
                     await launcher.leave(record)
@@ -569,12 +573,8 @@ def create_app(
             watches[bot_id] = LeaveWatch(rules)
         publish(first_events)
         persist(record)
-        logger.info(
-            "bot %s starting in room %s as %s",
-            bot_id,
-            record.room_id,
-            record.user_id,
-            extra={"bot_id": bot_id, "room_id": record.room_id},
+        BotLog(logger, bot_id, record.user_id, record.room_id).info(
+            "starting in room %s as %s", record.room_id, record.user_id
         )
         response.headers["Location"] = f"/bots/{bot_id}"
         return BotCreated(id=bot_id, status=record.status)
@@ -649,9 +649,7 @@ def create_app(
     async def set_attention(bot_id: str, body: AttentionChange) -> Bot:
         record = find(bot_id)
         if record.terminal or record.leave_requested:
-            raise ApiError(
-                409, "bot_ended", f"bot {bot_id} is {record.status}: no attention"
-            )
+            raise ApiError(409, "bot_ended", attention_refused(bot_id, record.status))
         if not await launcher.set_attention(record, body.level):
             raise ApiError(
                 503,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import importlib.util
 import logging
 import os
@@ -24,8 +25,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from api import lifecycle
+from api import lifecycle, requestid
 from api.botdir import BotDir
+from api.botlog import BotLog
 from api.record import BotRecord
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,9 @@ ChangeListener = Callable[[BotRecord], None]
 WORKER_MODULE = "callbot.bot.worker"
 KEEPER_MODULE = "api.keeper"
 WARM_PREFIX = "warm-"
+
+# Why the bots left when the control plane stopped and took them along.
+SHUTDOWN_REASON = "control plane shut down"
 
 # The worker logs kept with a crashed bot.
 LOG_TAIL_LINES = 20
@@ -114,9 +119,7 @@ class _Watched:
         self.leave_deadline: float | None = None
         self.killed = False
         self.task: asyncio.Task[None] | None = None
-        self.log = logging.LoggerAdapter(
-            logger, {"bot_id": record.bot_id, "room_id": record.room_id}
-        )
+        self.log = BotLog(logger, record.bot_id, record.user_id, record.room_id)
 
 
 class LocalProcessLauncher(Launcher):
@@ -305,8 +308,12 @@ class LocalProcessLauncher(Launcher):
     def _watch(self, record: BotRecord, bot_dir: BotDir) -> _Watched:
         watched = _Watched(record, bot_dir, time.monotonic())
         self._watched[record.bot_id] = watched
+        # Following outlives the request that started the bot: its log lines
+        # must not carry that request's id.
+        context = contextvars.copy_context()
+        context.run(requestid.current.set, None)
         watched.task = asyncio.create_task(
-            self._follow(watched), name=f"follow-{record.bot_id}"
+            self._follow(watched), name=f"follow-{record.bot_id}", context=context
         )
         return watched
 
@@ -333,6 +340,7 @@ class LocalProcessLauncher(Launcher):
         await self._stop_filling()
         watched = list(self._watched.values())
         for w in watched:
+            w.record.request_leave(self._clock(), SHUTDOWN_REASON)
             await self.leave(w.record)
         tasks = [w.task for w in watched if w.task is not None]
         if tasks:

@@ -298,10 +298,34 @@ class StatusChange(BaseModel):
 
 
 class CallEvent(BaseModel):
-    """Something the bot saw happen in its call (a participant joined or left)."""
+    """Something the bot saw happen in its call, in short."""
 
-    event: str
-    user_id: str | None = None
+    event: str = Field(
+        description=(
+            "participant_joined, participant_left, self_joined / self_left (the"
+            " bot's own join and leave as the server echoes them), speaking (the"
+            " bot), voice_activity (another participant), video_settings (the"
+            " bot's tier changed), ..."
+        )
+    )
+    user_id: str | None = Field(
+        default=None, description="Whom it is about; the bot's own user for its own."
+    )
+    speaking: bool | None = Field(
+        default=None, description="speaking, voice_activity: speaking now or not."
+    )
+    tier: Tier | None = Field(
+        default=None, description="video_settings, tier_changed: the new tier."
+    )
+    fps: int | None = Field(
+        default=None, description="video_settings: frames a second now sent."
+    )
+    crashed: bool | None = Field(
+        default=None, description="participant_left: its endpoint crashed."
+    )
+    track_id: str | None = Field(
+        default=None, description="track_ended, voice_activity: which track."
+    )
     ts: float
 
 

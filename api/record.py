@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from api import lifecycle
+from api.botlog import BotLog
 from api.models import (
     TERMINAL_STATUSES,
     Bot,
@@ -26,6 +27,7 @@ from api.models import (
     StatusChange,
     Track,
 )
+from callbot.logtext import clip
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,17 @@ _STATUSES: frozenset[str] = frozenset(
 )
 _TIERS: frozenset[str] = frozenset({"active", "recent", "viewer", "idle"})
 _ATTENTION_LEVELS: frozenset[str] = frozenset({"high", "medium", "low"})
+
+# Why a bot left when the control plane asked it to without a rule.
+LEFT_ON_REQUEST = "left on request"
+# A failure the bot reported without saying why; its exit code says more.
+FAILED_WITHOUT_REASON = "the bot reported a failure without a reason"
+
+# The bot's own join and leave, as the server echoes them, get names of their
+# own: they are not other participants coming and going.
+_OWN_EVENTS = {"participant_joined": "self_joined", "participant_left": "self_left"}
+# Events about the bot itself, which its reports send without a user id.
+_OWN_STATE_EVENTS: frozenset[str] = frozenset({"speaking", "video_settings"})
 
 
 def describe_exit(returncode: int) -> str:
@@ -68,6 +81,27 @@ class Changes:
 
     history: list[StatusChange] = field(default_factory=list)
     events: list[RecordEvent] = field(default_factory=list)
+
+
+def _summary(
+    event: str, user_id: str | None, report: dict[str, Any], ts: float
+) -> CallEvent:
+    """The short form of a worker's event report, for the bot's view."""
+    speaking = report.get("speaking")
+    tier = report.get("tier")
+    fps = report.get("fps")
+    crashed = report.get("crashed")
+    track_id = report.get("track_id")
+    return CallEvent(
+        event=event,
+        user_id=user_id,
+        speaking=speaking if isinstance(speaking, bool) else None,
+        tier=tier if tier in _TIERS else None,
+        fps=fps if isinstance(fps, int) and not isinstance(fps, bool) else None,
+        crashed=crashed if isinstance(crashed, bool) else None,
+        track_id=track_id if isinstance(track_id, str) else None,
+        ts=ts,
+    )
 
 
 def _track_key(track: Track) -> tuple[str, str, str]:
@@ -136,9 +170,7 @@ class BotRecord:
         self._changes.events.append(
             self._event("status", {"status": "starting", "previous": None}, now)
         )
-        self._log = logging.LoggerAdapter(
-            logger, {"bot_id": bot_id, "room_id": room_id}
-        )
+        self._log = BotLog(logger, bot_id, user_id, room_id)
 
     @property
     def terminal(self) -> bool:
@@ -261,7 +293,7 @@ class BotRecord:
         else:
             self._log.debug("ignoring report of type %r", kind)
 
-    def request_leave(self, now: float, reason: str | None = None) -> None:
+    def request_leave(self, now: float, reason: str = LEFT_ON_REQUEST) -> None:
         """Note that the bot was asked to leave (by a user, or a leave rule)."""
         self.leave_requested = True
         if lifecycle.can_transition(self.status, "leaving"):
@@ -282,11 +314,11 @@ class BotRecord:
         if self.status == "left":
             self._log.info("worker ended (%s)", describe_exit(returncode))
         elif self.status == "failed":
-            if self.reason is None:
+            if self.reason in (None, FAILED_WITHOUT_REASON):
                 self.reason = describe_exit(returncode)
             self._log.info("worker ended (%s)", describe_exit(returncode))
         elif returncode == 0 and self.leave_requested and self.status == "leaving":
-            self._set_status("left", None, now)
+            self._set_status("left", self.reason, now)
         else:
             code = (
                 lifecycle.WORKER_KILLED if returncode < 0 else lifecycle.WORKER_EXITED
@@ -333,6 +365,9 @@ class BotRecord:
         if self.leave_requested and status not in ("leaving", "left", "failed"):
             return
         reason = reason if isinstance(reason, str) else None
+        if reason is None and status == "left" and self.status == "leaving":
+            # The worker confirms the leave; why it left was said on leaving.
+            reason = self.reason
         if status == self.status and (reason == self.reason or status == "leaving"):
             # The bot confirming a leave the control plane already noted.
             return
@@ -360,18 +395,55 @@ class BotRecord:
             return
         user_id = report.get("user_id")
         user_id = user_id if isinstance(user_id, str) else None
+        if event in _OWN_STATE_EVENTS and user_id is None:
+            user_id = self.user_id
+        elif event in _OWN_EVENTS and user_id == self.user_id:
+            event = _OWN_EVENTS[event]
         ts = report.get("ts")
         when = float(ts) if isinstance(ts, int | float) else now
-        self._events.append(CallEvent(event=event, user_id=user_id, ts=when))
+
+        summary = _summary(event, user_id, report, when)
+        self._events.append(summary)
         data = {k: v for k, v in report.items() if k not in ("type", "event")}
+        if user_id is not None:
+            data["user_id"] = user_id
         self._changes.events.append(self._event(event, data, when))
+
         if user_id is not None:
             if event == "participant_joined" and user_id not in self.participants:
                 self.participants.append(user_id)
             elif event == "participant_left" and user_id in self.participants:
                 self.participants.remove(user_id)
         self.updated_at = now
-        self._log.info("saw %s of %s", event, user_id)
+        self._log_event(summary)
+
+    def _log_event(self, event: CallEvent) -> None:
+        who = clip(event.user_id) if event.user_id is not None else "someone"
+        kind = event.event
+        if kind == "participant_joined":
+            self._log.info("%s joined the call", who)
+        elif kind == "participant_left":
+            crashed = " (endpoint crashed)" if event.crashed else ""
+            self._log.info("%s left the call%s", who, crashed)
+        elif kind == "self_joined":
+            self._log.info("the server announced the bot in the call")
+        elif kind == "self_left":
+            self._log.info("the server announced the bot left the call")
+        elif kind == "speaking":
+            self._log.info("speaking" if event.speaking else "stopped speaking")
+        elif kind == "voice_activity":
+            verb = "is speaking" if event.speaking else "stopped speaking"
+            self._log.info("%s %s", who, verb)
+        elif kind == "video_settings":
+            self._log.info("tier %s, %s fps", event.tier, event.fps)
+        elif kind == "tier_changed":
+            self._log.info("the server put %s in tier %s", who, event.tier)
+        elif kind == "track_ended":
+            self._log.info("track %s of %s ended", clip(event.track_id), who)
+        elif event.user_id is not None:
+            self._log.info("event %s about %s", clip(kind), who)
+        else:
+            self._log.info("event %s", clip(kind))
 
     def _apply_stats(self, report: dict[str, Any], now: float) -> None:
         endpoint_id = report.get("endpoint_id")
@@ -438,6 +510,8 @@ class BotRecord:
         code: str | None = None,
     ) -> None:
         previous = self.status
+        if status == "failed" and reason is None:
+            reason = FAILED_WITHOUT_REASON
         self.status = status
         self.reason = reason
         self.error_code = code if status == "failed" else None
@@ -460,9 +534,11 @@ class BotRecord:
             )
         )
         if status == "failed":
-            self._log.warning("bot failed: %s", reason)
+            self._log.warning("failed (%s): %s", code, reason)
+        elif reason is not None:
+            self._log.info("%s -> %s (%s)", previous, status, reason)
         else:
-            self._log.info("status %s -> %s", previous, status)
+            self._log.info("%s -> %s", previous, status)
 
     def _event(self, kind: str, data: dict[str, Any], ts: float) -> RecordEvent:
         return RecordEvent(

@@ -179,9 +179,13 @@ async def test_delete_asks_the_bot_to_leave_and_answers_202(
     assert response.json()["status"] == "leaving"
     assert launcher.left == [bot_id]
 
+    assert response.json()["reason"] == "left on request"
+
     record.feed_line(b'{"type": "status", "status": "left"}', now=2.0)
     record.process_exited(0, now=2.1)
-    assert (await client.get(f"/bots/{bot_id}")).json()["status"] == "left"
+    view = (await client.get(f"/bots/{bot_id}")).json()
+    assert (view["status"], view["reason"]) == ("left", "left on request")
+    assert view["history"][-1]["message"] == "left on request"
 
     again = await client.delete(f"/bots/{bot_id}")
     assert again.status_code == 202
@@ -569,7 +573,48 @@ async def test_attention_is_handed_to_a_running_bot_and_refused_once_it_ended(
     assert launcher.attention == [(bot_id, "low")]
     assert bad.status_code == 422
     assert ended.status_code == 409
-    assert ended.json()["error"]["code"] == "bot_ended"
+    error = ended.json()["error"]
+    assert (error["code"], error["message"], error["retryable"]) == (
+        "bot_ended",
+        f"bot {bot_id} has failed; its attention can no longer be changed",
+        False,
+    )
+
+
+async def test_attention_is_refused_in_words_once_the_bot_left_or_is_leaving(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    bot_id = (await create(client)).json()["id"]
+    [record] = launcher.started
+    play(launcher, record, "connecting", "in_call")
+
+    await client.delete(f"/bots/{bot_id}")
+    leaving = await client.post(f"/bots/{bot_id}/attention", json={"level": "low"})
+    play(launcher, record, "left")
+    left = await client.post(f"/bots/{bot_id}/attention", json={"level": "low"})
+
+    assert leaving.status_code == left.status_code == 409
+    assert leaving.json()["error"]["message"] == (
+        f"bot {bot_id} is leaving; its attention can no longer be changed"
+    )
+    assert left.json()["error"]["message"] == (
+        f"bot {bot_id} has left; its attention can no longer be changed"
+    )
+
+
+async def test_a_failure_without_a_reason_still_says_why_in_the_view(
+    client: httpx.AsyncClient, launcher: FakeLauncher
+) -> None:
+    bot_id = (await create(client)).json()["id"]
+    [record] = launcher.started
+    play(launcher, record, "connecting", "failed")
+    reported = (await client.get(f"/bots/{bot_id}")).json()
+    record.process_exited(1, now=3.0)
+    exited = (await client.get(f"/bots/{bot_id}")).json()
+
+    assert reported["reason"] == "the bot reported a failure without a reason"
+    assert reported["error"]["message"] == reported["reason"]
+    assert exited["reason"] == "worker exited with code 1"
 
 
 async def test_the_speech_clip_is_published_once_from_the_package(

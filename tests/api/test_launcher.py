@@ -68,7 +68,11 @@ async def test_a_polite_worker_reports_in_call_then_leaves_on_request(
     await polite.leave(record)
     assert record.status == "leaving"
     await wait_until(lambda: record.exited)
-    assert (record.status, record.reason, record.exit_code) == ("left", None, 0)
+    assert (record.status, record.reason, record.exit_code) == (
+        "left",
+        "left on request",
+        0,
+    )
 
 
 async def test_sigkill_turns_into_failed_naming_the_signal_within_a_second(

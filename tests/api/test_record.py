@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
+
+import pytest
 
 from api.record import MAX_EVENTS, BotRecord, describe_exit
 
@@ -188,7 +191,11 @@ def test_after_a_leave_request_a_late_in_call_report_does_not_undo_leaving() -> 
 
     record.feed_line(status("left"), now=103.0)
     record.process_exited(0, now=103.1)
-    assert (record.status, record.reason, record.exit_code) == ("left", None, 0)
+    assert (record.status, record.reason, record.exit_code) == (
+        "left",
+        "left on request",
+        0,
+    )
 
 
 def test_sigkill_while_in_call_fails_naming_the_signal() -> None:
@@ -305,10 +312,164 @@ def test_a_snapshot_restores_what_the_view_shows() -> None:
 
     copy = make_record()
     copy.restore(record.snapshot(), record.history)
-    copy.status = record.status
+    copy.status, copy.reason = record.status, record.reason
 
     assert copy.view().model_dump(exclude={"created_at", "updated_at"}) == (
         record.view().model_dump(exclude={"created_at", "updated_at"})
     )
     assert copy.leave_requested
     assert copy.first_frame_at == 102.0
+
+
+def test_a_leave_rules_reason_stays_once_the_bot_has_left() -> None:
+    record = make_record()
+    record.feed_line(status("connecting"), now=100.5)
+    record.feed_line(status("in_call"), now=101.0)
+    record.request_leave(now=102.0, reason="max_duration")
+    record.feed_line(status("leaving"), now=102.1)
+    record.feed_line(status("left"), now=102.5)
+    record.process_exited(0, now=103.0)
+
+    view = record.view()
+    assert (view.status, view.reason, view.error) == ("left", "max_duration", None)
+    assert [(h.status, h.message) for h in view.history[-2:]] == [
+        ("leaving", "max_duration"),
+        ("left", "max_duration"),
+    ]
+
+
+def test_a_leave_asked_without_a_rule_says_left_on_request() -> None:
+    record = make_record()
+    record.feed_line(status("connecting"), now=100.5)
+    record.feed_line(status("in_call"), now=101.0)
+    record.request_leave(now=102.0)
+    record.process_exited(0, now=103.0)
+
+    assert (record.status, record.reason) == ("left", "left on request")
+
+
+def test_a_recovery_reason_is_not_taken_for_why_the_bot_left() -> None:
+    record = make_record()
+    record.feed_line(status("connecting"), now=100.5)
+    record.feed_line(status("in_call"), now=101.0)
+    record.feed_line(status("connecting", "channel closed"), now=102.0)
+    record.feed_line(status("in_call"), now=103.0)
+    record.feed_line(status("leaving"), now=104.0)
+    record.feed_line(status("left"), now=104.5)
+
+    assert (record.status, record.reason) == ("left", None)
+
+
+def test_a_failure_reported_without_a_reason_gets_one_then_the_exit_code() -> None:
+    record = make_record()
+    record.feed_line(status("connecting"), now=100.5)
+    record.feed_line(status("failed"), now=101.0)
+
+    assert record.reason == "the bot reported a failure without a reason"
+    assert record.history[-1].message == record.reason
+    assert record.error is not None and record.error.message == record.reason
+
+    record.process_exited(2, now=102.0)
+    assert record.reason == "worker exited with code 2"
+
+
+def event(name: str, **fields: Any) -> bytes:
+    return line({"type": "event", "event": name, **fields})
+
+
+def test_event_summaries_keep_who_speaking_tier_fps_and_crashed() -> None:
+    record = make_record()
+    record.take_changes()
+    record.feed_line(event("participant_joined", user_id="bot-1", ts=1.0), now=101.0)
+    record.feed_line(event("participant_joined", user_id="bob", ts=2.0), now=101.0)
+    record.feed_line(event("speaking", speaking=True, ts=3.0), now=101.0)
+    record.feed_line(
+        event("voice_activity", user_id="bob", track_id="a1", speaking=False, ts=4.0),
+        now=101.0,
+    )
+    record.feed_line(
+        event("video_settings", tier="viewer", fps=5, max_bitrate=100_000, ts=5.0),
+        now=101.0,
+    )
+    record.feed_line(
+        event("participant_left", user_id="bob", crashed=True, ts=6.0), now=101.0
+    )
+
+    summaries = [
+        e.model_dump(exclude_none=True, exclude={"ts"}) for e in record.view().events
+    ]
+    assert summaries == [
+        {"event": "self_joined", "user_id": "bot-1"},
+        {"event": "participant_joined", "user_id": "bob"},
+        {"event": "speaking", "user_id": "bot-1", "speaking": True},
+        {
+            "event": "voice_activity",
+            "user_id": "bob",
+            "speaking": False,
+            "track_id": "a1",
+        },
+        {"event": "video_settings", "user_id": "bot-1", "tier": "viewer", "fps": 5},
+        {"event": "participant_left", "user_id": "bob", "crashed": True},
+    ]
+    assert record.participants == []
+
+    stored = [(e.type, e.data) for e in record.take_changes().events]
+    assert stored[0] == ("self_joined", {"user_id": "bot-1", "ts": 1.0})
+    assert stored[2] == ("speaking", {"speaking": True, "ts": 3.0, "user_id": "bot-1"})
+    assert stored[4] == (
+        "video_settings",
+        {
+            "tier": "viewer",
+            "fps": 5,
+            "max_bitrate": 100_000,
+            "ts": 5.0,
+            "user_id": "bot-1",
+        },
+    )
+    assert stored[5][1]["crashed"] is True
+
+
+def test_the_bots_own_join_does_not_make_it_a_participant() -> None:
+    record = make_record()
+    record.feed_line(event("participant_joined", user_id="bot-1"), now=101.0)
+
+    assert record.participants == []
+    assert record.events[0].event == "self_joined"
+
+
+def test_event_summaries_saved_before_the_new_fields_still_restore() -> None:
+    record = make_record()
+    record.restore(
+        {"events": [{"event": "participant_joined", "user_id": "bob", "ts": 1.0}]},
+        record.history,
+    )
+
+    assert record.view().events[0].user_id == "bob"
+    assert record.view().events[0].speaking is None
+
+
+def test_log_lines_name_the_bot_its_user_and_room_in_the_users_terms(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    record = make_record()
+    with caplog.at_level(logging.INFO, logger="api.record"):
+        record.feed_line(status("connecting"), now=100.5)
+        record.feed_line(status("in_call"), now=101.0)
+        record.feed_line(event("voice_activity", user_id="bob", speaking=True), 101.0)
+        record.feed_line(event("video_settings", tier="viewer", fps=5), now=101.0)
+        record.feed_line(event("speaking", speaking=True), now=101.0)
+        record.feed_line(event("participant_left", user_id="bob", crashed=True), 101.0)
+        record.request_leave(now=102.0, reason="max_duration")
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "bot b-1 (bot-1, room lobby): starting -> connecting",
+        "bot b-1 (bot-1, room lobby): connecting -> in_call",
+        "bot b-1 (bot-1, room lobby): bob is speaking",
+        "bot b-1 (bot-1, room lobby): tier viewer, 5 fps",
+        "bot b-1 (bot-1, room lobby): speaking",
+        "bot b-1 (bot-1, room lobby): bob left the call (endpoint crashed)",
+        "bot b-1 (bot-1, room lobby): in_call -> leaving (max_duration)",
+    ]
+    assert {(r.bot_id, r.user_id, r.room_id) for r in caplog.records} == {  # type: ignore[attr-defined]
+        ("b-1", "bot-1", "lobby")
+    }
