@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from api import requestid
 from api.launcher import LaunchError, LocalProcessLauncher
 from api.record import BotRecord
 
@@ -219,3 +221,28 @@ async def test_a_stale_keeper_pid_of_another_process_is_never_killed() -> None:
     finally:
         other.kill()
         await other.wait()
+
+
+async def test_a_bots_later_log_lines_name_it_but_not_the_request_that_started_it(
+    polite: LocalProcessLauncher, caplog: pytest.LogCaptureFixture
+) -> None:
+    requestid.install_log_field()
+    record = make_record()
+    token = requestid.current.set("post-1")
+    try:
+        with caplog.at_level(logging.INFO, logger="api"):
+            await polite.start(record)
+            await wait_until(lambda: record.status == "in_call")
+    finally:
+        requestid.current.reset(token)
+
+    lines = {r.getMessage(): r for r in caplog.records}
+    started = next(r for m, r in lines.items() if "started worker pid" in m)
+    in_call = lines["bot b-1 (user-b-1, room lobby): connecting -> in_call"]
+    assert started.request_id == "post-1"  # type: ignore[attr-defined]
+    assert in_call.request_id == "-"  # type: ignore[attr-defined]
+    assert (in_call.bot_id, in_call.user_id, in_call.room_id) == (  # type: ignore[attr-defined]
+        "b-1",
+        "user-b-1",
+        "lobby",
+    )
