@@ -500,8 +500,9 @@ class Event(BaseModel):
     bot_id: str
     type: str = Field(
         description=(
-            "status, joined, participant_joined, participant_left, speaking,"
-            " video_settings (a tier change), voice_activity, ..."
+            "status, joined, participant_joined, participant_left, self_joined /"
+            " self_left (the bot's own join and leave as the server echoes them),"
+            " speaking, video_settings (a tier change), voice_activity, ..."
         )
     )
     data: dict[str, Any]
