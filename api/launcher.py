@@ -105,7 +105,9 @@ class Launcher(ABC):
             try:
                 self.on_change(record)
             except Exception:
-                logger.exception("saving bot %s failed", record.bot_id)
+                BotLog(logger, record.bot_id, record.user_id, record.room_id).exception(
+                    "saving the bot failed"
+                )
 
 
 class _Watched:

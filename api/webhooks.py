@@ -167,18 +167,23 @@ class WebhookSender:
             next_at = now + backoff(delivery.attempts + 1, self._base, self._cap)
             if next_at > delivery.created_at + self._window:
                 logger.warning(
-                    "giving up webhook %s of event %s after %d attempts",
+                    "bot %s: giving up webhook %s of event %s (%s) after %d attempts",
+                    delivery.event.bot_id,
                     delivery.url,
                     delivery.event.event_id,
+                    delivery.event.type,
                     delivery.attempts + 1,
+                    extra={"bot_id": delivery.event.bot_id},
                 )
                 next_at = None
             else:
                 logger.info(
-                    "webhook %s answered %s; retrying in %.1f s",
+                    "bot %s: webhook %s answered %s; retrying in %.1f s",
+                    delivery.event.bot_id,
                     delivery.url,
                     status if status is not None else error,
                     next_at - now,
+                    extra={"bot_id": delivery.event.bot_id},
                 )
         self._store.record_attempt(
             delivery.id,
