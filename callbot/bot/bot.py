@@ -177,6 +177,8 @@ class Bot:
             registry=plugin_registry,
         )
         self._plugin_failure: str | None = None
+        # The tier each participant last had in what the plugins were told.
+        self._plugin_tiers: dict[str, str] = {}
         self.adaptation = CallAdaptation(
             config, self.user_id, log=self.log, report=self._report
         )
@@ -456,6 +458,16 @@ class Bot:
                     known.endpoint_id,
                     name if isinstance(name, str) else None,
                 )
+        # What happened before the bot joined reaches the plugins as it stands
+        # in the join_call table: every tier, and who is speaking now.
+        self._plugin_tiers.clear()
+        for user_id in session.roster.user_ids():
+            known = session.roster.get(user_id)
+            if known is None:
+                continue
+            self._tier_to_plugins(user_id, known.tier)
+            if known.speaking and user_id != self.user_id:
+                self.plugins.emit("on_speaking", user_id, True)
         self._set_status("in_call")
         self.adaptation.joined(session)
         metadata = {"displayName": self.name, "name": self.name}
@@ -570,11 +582,19 @@ class Bot:
                 event.endpoint_id,
                 name if isinstance(name, str) else None,
             )
+            # A new participant starts as a viewer without a tier_changed.
+            joiner = self._session.roster.get(event.user_id) if self._session else None
+            self._tier_to_plugins(event.user_id, joiner.tier if joiner else "viewer")
         elif isinstance(event, ev.ParticipantLeft) and event.user_id != self.user_id:
             plugins.participant_left(event.user_id)
             plugins.emit("on_participant_left", event.user_id, event.crashed)
+            self._plugin_tiers.pop(event.user_id, None)
         elif isinstance(event, ev.TierChanged):
-            plugins.emit("on_tier_changed", event.user_id, event.tier)
+            self._tier_to_plugins(event.user_id, event.tier)
+        elif isinstance(event, ev.AdaptiveQualityChanged) and not event.enabled:
+            # The server makes everyone active without a tier_changed each.
+            for user_id in list(self._plugin_tiers):
+                self._tier_to_plugins(user_id, "active")
         elif isinstance(event, ev.ParticipantSpeaking):
             plugins.emit("on_speaking", event.user_id, bool(event.speaking))
         elif isinstance(event, ev.VideoSnapshot) and isinstance(event.data, str):
@@ -592,6 +612,13 @@ class Bot:
             width = event.width if isinstance(event.width, int) else 0
             height = event.height if isinstance(event.height, int) else 0
             plugins.emit("on_snapshot", event.user_id, jpeg, width, height, sent_at)
+
+    def _tier_to_plugins(self, user_id: str, tier: str) -> None:
+        """``on_tier_changed`` unless the plugins know this tier already."""
+        if self._plugin_tiers.get(user_id) == tier:
+            return
+        self._plugin_tiers[user_id] = tier
+        self.plugins.emit("on_tier_changed", user_id, tier)
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()

@@ -176,16 +176,10 @@ class CallServer:
         self.tiers.add(user_id)
         self._broadcast("participant_joined", participant.joined_payload())
         if not self.settings.adaptive_quality and not self.tiers.enabled:
-            # As set_adaptive_quality(false) once more, for the joiner alone: a
-            # new participant would otherwise stay a viewer while tiers are off.
+            # As set_adaptive_quality(false) once more: a new participant would
+            # otherwise stay a viewer while tiers are off.
             self.tiers.states[user_id].tier = Tier.ACTIVE
-            self.pubsub.broadcast(
-                ServerEvent(
-                    f"{self.topic}:{user_id}",
-                    "adaptive_quality_changed",
-                    {"enabled": False},
-                )
-            )
+            self._broadcast("adaptive_quality_changed", {"enabled": False})
         self._cancel_inactivity()
         logger.info(
             "room %s: user %s joined the call as endpoint %s",

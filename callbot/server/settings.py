@@ -31,7 +31,7 @@ class ServerSettings(BaseModel):
     admin_port: int | None = None
     # False: every call starts as after the server API's
     # set_adaptive_quality(room, false): each participant is active, and each
-    # joiner is told so with adaptive_quality_changed {enabled: false}.
+    # join is followed by adaptive_quality_changed {enabled: false} to the call.
     adaptive_quality: bool = True
 
     # The real server's sharp edges; each defaults to the real behaviour.
