@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import logging
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from callbot.bot.bot import Bot
 from callbot.bot.config import BotConfig, PluginSpec
 from callbot.bot.plugin import PluginError
+from callbot.qa.verdict import figure, title
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +40,40 @@ class QaCommand:
     help = "measure a call's media and give a pass/fail verdict"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--server", required=True, help="ws://HOST:PORT/socket")
-        parser.add_argument("--room", required=True)
-        parser.add_argument("--duration", type=float, default=30.0, metavar="SECONDS")
         parser.add_argument(
-            "--thresholds", default=None, metavar="FILE", help="JSON thresholds"
+            "--server",
+            required=True,
+            metavar="URL",
+            help="the call server's socket, ws://HOST:PORT/socket",
         )
-        parser.add_argument("--out", default="qa-report", metavar="DIR")
-        parser.add_argument("--user-id", default=None)
-        parser.add_argument("--token", default=None)
+        parser.add_argument(
+            "--room", required=True, help="the room whose call to measure"
+        )
+        parser.add_argument(
+            "--duration",
+            type=float,
+            default=30.0,
+            metavar="SECONDS",
+            help="how long the QA bot stays in the call and measures",
+        )
+        parser.add_argument(
+            "--thresholds",
+            default=None,
+            metavar="FILE",
+            help="JSON thresholds; missing keys keep their defaults (see the README)",
+        )
+        parser.add_argument(
+            "--out",
+            default="qa-report",
+            metavar="DIR",
+            help="where report.json, report.html and junit.xml go",
+        )
+        parser.add_argument(
+            "--user-id", default=None, help="the QA bot's user id (default: qa-RANDOM)"
+        )
+        parser.add_argument(
+            "--token", default=None, help="the socket's token connect parameter"
+        )
         parser.add_argument(
             "--publish",
             choices=sorted(PUBLISH),
@@ -62,9 +89,18 @@ class QaCommand:
             action="append",
             default=None,
             metavar="ADDRESS",
+            help="an address ICE may use (repeatable; default: 127.0.0.1)",
         )
 
     def run(self, args: argparse.Namespace) -> int:
+        from callbot.cli import check_server_url
+        from callbot.errors import UsageError
+
+        try:
+            check_server_url(args.server)
+        except UsageError as exc:
+            print(f"callbot qa: {exc}", file=sys.stderr)
+            return 2
         return asyncio.run(self.measure(args))
 
     async def measure(self, args: argparse.Namespace) -> int:
@@ -88,7 +124,7 @@ class QaCommand:
         try:
             bot = Bot(config)
         except PluginError as exc:
-            print(f"qa: {exc}")
+            print(f"callbot qa: {exc}", file=sys.stderr)
             return 2
         await bot.run()
         path = Path(args.out) / "report.json"
@@ -106,12 +142,9 @@ class QaCommand:
 def describe(check: dict[str, Any]) -> str:
     """One line for one check of report.json."""
     if check["passed"] is None:
-        return f"  n/a  {check['name']} of {check['subject']}: not measured"
+        return f"  n/a  {title(check)}: not measured"
     word = "ok  " if check["passed"] else "FAIL"
-    return (
-        f"  {word} {check['name']} of {check['subject']}: {check['value']:g}"
-        f" {check['unit']} (limit {check['limit']:g})"
-    )
+    return f"  {word} {figure(check)}"
 
 
 qa_command = QaCommand()

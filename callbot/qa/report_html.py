@@ -6,6 +6,8 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from callbot.qa.verdict import bound
+
 WIDTH, HEIGHT = 720, 220
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 60, 160, 28, 32
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -139,7 +141,7 @@ def _check_row(check: dict[str, Any]) -> str:
     return (
         f'<tr class="{state}"><td>{esc(check["name"])}</td>'
         f"<td>{esc(check['subject'])}</td><td>{value} {esc(check['unit'])}</td>"
-        f"<td>{check['limit']:g}</td><td>{word}</td></tr>"
+        f"<td>{esc(bound(check))}</td><td>{word}</td></tr>"
     )
 
 

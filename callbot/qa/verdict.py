@@ -50,15 +50,34 @@ class Check:
     unit: str
     passed: bool | None
     """None: not measured (no pattern, no audio), so neither passed nor failed."""
+    most: bool = True
+    """True: the limit is a maximum; False: a minimum."""
 
     def describe(self) -> str:
         if self.passed is None:
-            return f"{self.name} of {self.subject}: not measured"
+            return f"{title(asdict(self))}: not measured"
         verb = "ok" if self.passed else "FAILED"
-        return (
-            f"{self.name} of {self.subject}: {self.value:g} {self.unit}"
-            f" (limit {self.limit:g}) {verb}"
-        )
+        return f"{figure(asdict(self))} {verb}"
+
+
+def title(check: dict[str, Any]) -> str:
+    """``frame rate of video track v1 of alice``, ``tracks received in the call``."""
+    if check["subject"] == "call":
+        return f"{check['name']} in the call"
+    return f"{check['name']} of {check['subject']}"
+
+
+def bound(check: dict[str, Any]) -> str:
+    """``at most 300 ms`` or ``at least 20 fps``."""
+    unit = f" {check['unit']}" if check["unit"] else ""
+    word = "at most" if check.get("most", True) else "at least"
+    return f"{word} {check['limit']:g}{unit}"
+
+
+def figure(check: dict[str, Any]) -> str:
+    """One measured check of report.json: what, how much, and its limit."""
+    unit = f" {check['unit']}" if check["unit"] else ""
+    return f"{title(check)}: {check['value']:g}{unit} ({bound(check)})"
 
 
 def _at_least(value: float | None, limit: float) -> bool | None:
@@ -85,12 +104,18 @@ def evaluate(report: dict[str, Any], thresholds: Thresholds) -> list[Check]:
         if limit is None:
             return
         passed = _at_most(value, limit) if most else _at_least(value, limit)
-        checks.append(Check(name, subject, value, limit, unit, passed))
+        checks.append(Check(name, subject, value, limit, unit, passed, most))
 
     received = [x for x in report.get("tracks", []) if x.get("frames", 0) > 0]
     checks.append(
         Check(
-            "tracks received", "call", float(len(received)), 1, "tracks", bool(received)
+            "tracks received",
+            "call",
+            float(len(received)),
+            1,
+            "",
+            bool(received),
+            False,
         )
     )
     for track in report.get("tracks", []):

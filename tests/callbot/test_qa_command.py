@@ -56,3 +56,13 @@ async def test_callbot_qa_exits_1_when_a_threshold_fails(tmp_path: Path) -> None
     suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
     assert suite is not None and suite.get("failures") == "1"
     assert "<svg" in (out / "report.html").read_text()
+
+
+def test_callbot_qa_refuses_a_server_that_is_not_a_websocket_url(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from callbot import cli
+
+    argv = ["qa", "--server", "http://127.0.0.1:4000/socket", "--room", ROOM]
+    assert cli.main(argv) == 2
+    assert "--server must be a ws:// or wss:// URL" in capsys.readouterr().err

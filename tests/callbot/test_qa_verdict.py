@@ -110,3 +110,21 @@ def test_html_report_has_the_plots_and_the_verdict() -> None:
     assert "PASS" in page and "<polyline" in page
     lines = [describe(c) for c in data["checks"]]
     assert any(line.startswith("  ok   frame rate") for line in lines)
+
+
+def test_check_lines_read_naturally() -> None:
+    data = report(30, 0.0, 80)
+    data["tracks"][0]["wire"] = {"loss": 0.0, "wire_loss": 0.0}
+    lines = [describe(c) for c in checks_json(evaluate(data, Thresholds()))]
+    assert "  ok   tracks received in the call: 1 (at least 1)" in lines
+    assert (
+        "  ok   frame rate of video track v1 of pub: 30 fps (at least 20 fps)" in lines
+    )
+    assert "  ok   packet loss of video track v1 of pub: 0 (at most 0.02)" in lines
+    assert "  ok   latency of video track v1 of pub: 80 ms (at most 300 ms)" in lines
+    assert all("  " not in line[7:] for line in lines)
+    failed = evaluate(report(12, 0.0, 80), Thresholds())
+    (fps,) = [c for c in failed if c.name == "frame rate"]
+    assert fps.describe() == (
+        "frame rate of video track v1 of pub: 12 fps (at least 20 fps) FAILED"
+    )
