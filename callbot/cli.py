@@ -556,9 +556,9 @@ def all_commands() -> list[Command]:
     return commands
 
 
-# Libraries whose INFO lines are per candidate pair or per transceiver: shown
-# only when a user asks for DEBUG.
-CHATTY_LOGGERS = ("aioice", "aiortc")
+# Libraries whose INFO lines are per candidate pair, transceiver or connection
+# (and websockets' second "server listening"): shown only at DEBUG.
+CHATTY_LOGGERS = ("aioice", "aiortc", "websockets")
 
 
 def setup_logging(level: str) -> None:
@@ -572,7 +572,7 @@ def setup_logging(level: str) -> None:
 
 
 def quiet_libraries(level: str) -> None:
-    """aioice and aiortc at WARNING unless ``level`` is DEBUG."""
+    """aioice, aiortc and websockets at WARNING unless ``level`` is DEBUG."""
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(
             logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING

@@ -365,3 +365,33 @@ def test_library_info_lines_are_hidden_unless_debug() -> None:
     assert logging.getLogger("aiortc").getEffectiveLevel() == logging.WARNING
     cli.quiet_libraries("DEBUG")
     assert logging.getLogger("aioice.ice").getEffectiveLevel() == logging.DEBUG
+
+
+@pytest.mark.integration
+def test_callbot_server_says_listening_once() -> None:
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "callbot.cli", "server", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        deadline = time.monotonic() + 15
+        lines = []
+        while time.monotonic() < deadline:
+            line = process.stderr.readline()
+            lines.append(line)
+            if "listening" in line or not line:
+                break
+        process.send_signal(2)
+        _, rest = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = "".join(lines) + rest
+    assert text.count("listening") == 1, text
+    assert "reference server listening on ws://127.0.0.1:" in text
