@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def quiet_migrations(log_level: str | None) -> None:
+    """Alembic's INFO lines (plugins, each upgrade step) only at DEBUG."""
+    debug = (log_level or "").upper() == "DEBUG"
+    logging.getLogger("alembic").setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
 class ServeCommand:
     """``callbot serve``: the REST control plane, bots as local processes."""
 
@@ -64,6 +70,7 @@ class ServeCommand:
     def run(self, args: argparse.Namespace) -> int:
         import uvicorn
 
+        quiet_migrations(args.log_level)
         settings = self.settings(args)
         app = build_app(settings, log_level=args.log_level)
         logger.info(
@@ -197,6 +204,7 @@ class KeysCommand:
         create.add_argument("--name", default="default", help="who the key is for")
 
     def run(self, args: argparse.Namespace) -> int:
+        quiet_migrations(args.log_level)  # before the imports: alembic logs then
         from api.keys import create_key
         from api.settings import ControlPlaneSettings
         from api.store import Store

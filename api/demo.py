@@ -14,9 +14,10 @@ import json
 import logging
 import math
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 import uvicorn
@@ -260,9 +261,14 @@ async def _follow_tiers(
 async def run_demo(
     *, duration: float = 10.0, as_json: bool = False, log_level: str = "WARNING"
 ) -> dict[str, Any]:
-    """Run the whole demo and return its summary (printed as it goes)."""
+    """Run the whole demo and return its summary (printed as it goes).
+
+    With ``as_json`` the progress goes to stderr, so that stdout is exactly
+    one line: the summary as JSON.
+    """
+    progress = sys.stderr if as_json else sys.stdout
     try:
-        summary = await _run(duration, log_level)
+        summary = await _run(duration, log_level, progress)
     except Exception as exc:
         # --json promises a last line a script can parse, whatever happened.
         logger.exception("the demo failed")
@@ -280,14 +286,14 @@ def failed_summary(error: str) -> dict[str, Any]:
     return {"ok": False, "error": error, "room_id": ROOM_ID, "bots": []}
 
 
-async def _run(duration: float, log_level: str) -> dict[str, Any]:
+async def _run(duration: float, log_level: str, progress: TextIO) -> dict[str, Any]:
     from callbot.server.app import ReferenceServer
     from callbot.server.settings import ServerSettings
 
     server = ReferenceServer(ServerSettings(host="127.0.0.1", port=0))
     await server.start()
     try:
-        print(f"reference server on {server.url}", flush=True)
+        print(f"reference server on {server.url}", file=progress, flush=True)
         async with (
             control_plane(
                 LocalProcessLauncher(env={"CALLBOT_LOG_LEVEL": log_level})
@@ -298,14 +304,14 @@ async def _run(duration: float, log_level: str) -> dict[str, Any]:
                 headers={"Authorization": f"Bearer {key}"},
             ) as client,
         ):
-            print(f"control plane on {base_url}", flush=True)
-            return await _drive(client, server.url, duration)
+            print(f"control plane on {base_url}", file=progress, flush=True)
+            return await _drive(client, server.url, duration, progress)
     finally:
         await server.stop()
 
 
 async def _drive(
-    client: httpx.AsyncClient, server_url: str, duration: float
+    client: httpx.AsyncClient, server_url: str, duration: float, progress: TextIO
 ) -> dict[str, Any]:
     ids = []
     names = {}
@@ -323,7 +329,11 @@ async def _drive(
         response.raise_for_status()
         ids.append(response.json()["id"])
         names[ids[-1]] = user_id
-        print(f"created {user_id} as {ids[-1]} in room {ROOM_ID}", flush=True)
+        print(
+            f"created {user_id} as {ids[-1]} in room {ROOM_ID}",
+            file=progress,
+            flush=True,
+        )
 
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -333,10 +343,10 @@ async def _drive(
 
     async def look() -> list[dict[str, Any]]:
         bots = await _snapshot(client, ids)
-        print(format_progress(loop.time() - start, bots), flush=True)
+        print(format_progress(loop.time() - start, bots), file=progress, flush=True)
         for line in await _follow_tiers(client, ids, tiers, after, started):
             bot_id = line.split(":", 1)[0].strip()
-            print(line.replace(bot_id, names[bot_id], 1), flush=True)
+            print(line.replace(bot_id, names[bot_id], 1), file=progress, flush=True)
         return bots
 
     for second in range(1, math.ceil(duration) + 1):
@@ -345,7 +355,7 @@ async def _drive(
         if all(bot["status"] in ("left", "failed") for bot in bots):
             break
 
-    print("removing the bots", flush=True)
+    print("removing the bots", file=progress, flush=True)
     for bot_id in ids:
         response = await client.delete(f"/bots/{bot_id}")
         response.raise_for_status()

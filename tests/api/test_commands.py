@@ -85,3 +85,22 @@ async def test_serve_builds_the_app_with_every_setting_of_the_environment(
     assert loopback.json()["error"]["code"] == "host_not_allowed"
     assert large.status_code == 413
     assert (tmp_path / "callbot.db").exists()
+
+
+def test_alembic_info_lines_only_at_debug() -> None:
+    import logging
+
+    from api.commands import quiet_migrations
+
+    alembic = logging.getLogger("alembic")
+    try:
+        quiet_migrations(None)
+        assert not logging.getLogger("alembic.runtime.migration").isEnabledFor(
+            logging.INFO
+        )
+        quiet_migrations("INFO")
+        assert alembic.level == logging.WARNING
+        quiet_migrations("DEBUG")
+        assert alembic.level == logging.DEBUG
+    finally:
+        alembic.setLevel(logging.NOTSET)

@@ -123,7 +123,7 @@ def test_progress_and_summary_read_in_user_terms() -> None:
 async def test_json_demo_ends_with_a_json_line_even_when_it_fails(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async def broken(duration: float, log_level: str) -> dict[str, Any]:
+    async def broken(duration: float, log_level: str, progress: Any) -> dict[str, Any]:
         raise RuntimeError("the reference server did not start")
 
     monkeypatch.setattr(demo, "_run", broken)
@@ -134,6 +134,30 @@ async def test_json_demo_ends_with_a_json_line_even_when_it_fails(
     assert json.loads(last) == summary
     assert summary["ok"] is False
     assert summary["error"] == "RuntimeError: the reference server did not start"
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+async def test_json_demo_prints_only_the_summary_on_stdout(
+    as_json: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def quick(duration: float, log_level: str, progress: Any) -> dict[str, Any]:
+        print("reference server on ws://127.0.0.1:1/socket", file=progress)
+        print("removing the bots", file=progress)
+        return demo.failed_summary("stopped early")
+
+    monkeypatch.setattr(demo, "_run", quick)
+
+    summary = await demo.run_demo(as_json=as_json)
+
+    captured = capsys.readouterr()
+    if as_json:
+        assert captured.out.count("\n") == 1
+        assert json.loads(captured.out) == summary
+        assert "removing the bots" in captured.err
+    else:
+        assert captured.out.startswith("reference server on ")
+        assert "removing the bots" in captured.out
+        assert "removing the bots" not in captured.err
 
 
 def test_progress_and_summary_name_tier_changes_and_snapshots() -> None:
@@ -181,8 +205,10 @@ async def test_the_demo_shows_the_speaker_going_active_and_the_viewers_snapshots
 ) -> None:
     summary = await demo.run_demo(duration=8.0, as_json=True)
 
-    out = capsys.readouterr().out.splitlines()
-    assert json.loads(out[-1]) == summary
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    assert len(out) == 1 and json.loads(out[0]) == summary
+    progress = captured.err.splitlines()
     assert summary["ok"] is True, summary
     speaker, viewer = summary["bots"]
     tiers = [change["tier"] for change in speaker["tier_changes"]]
@@ -190,4 +216,4 @@ async def test_the_demo_shows_the_speaker_going_active_and_the_viewers_snapshots
     assert tiers[-1] == "recent"
     assert [change["tier"] for change in viewer["tier_changes"]] == ["viewer"]
     assert speaker["snapshots_received"]["bot-2"] > 0
-    assert any("bot-1: tier " in line and "-> active" in line for line in out)
+    assert any("bot-1: tier " in line and "-> active" in line for line in progress)
