@@ -284,10 +284,19 @@ class TranscodeCommand:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("manifest", type=Path, help="the recording's manifest.json")
         parser.add_argument("output", type=Path, help="the MP4 to write")
-        parser.add_argument("--width", type=int, default=1280)
-        parser.add_argument("--height", type=int, default=720)
-        parser.add_argument("--fps", type=int, default=15)
-        parser.add_argument("--layout", choices=("grid", "speaker"), default="grid")
+        parser.add_argument(
+            "--width", type=int, default=1280, help="composite width in pixels"
+        )
+        parser.add_argument(
+            "--height", type=int, default=720, help="composite height in pixels"
+        )
+        parser.add_argument("--fps", type=int, default=15, help="composite frame rate")
+        parser.add_argument(
+            "--layout",
+            choices=("grid", "speaker"),
+            default="grid",
+            help="every participant in a grid, or the speaker large",
+        )
         parser.add_argument(
             "--hls",
             type=Path,
