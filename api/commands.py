@@ -110,7 +110,10 @@ class DemoCommand:
         parser.add_argument(
             "--json",
             action="store_true",
-            help="print the summary as one JSON object on the last line",
+            help=(
+                "print only the summary, as one JSON line, on stdout (the"
+                " progress goes to stderr)"
+            ),
         )
 
     def run(self, args: argparse.Namespace) -> int:
@@ -201,7 +204,11 @@ class KeysCommand:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True)
         create = actions.add_parser("create", help="make a key and print it")
-        create.add_argument("--name", default="default", help="who the key is for")
+        create.add_argument(
+            "--name",
+            default="default",
+            help='who the key is for, kept with it (default: "default")',
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         quiet_migrations(args.log_level)  # before the imports: alembic logs then

@@ -172,10 +172,17 @@ class RunCommand:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "--server", required=True, metavar="URL", help="ws://host:port/socket"
+            "--server",
+            required=True,
+            metavar="URL",
+            help="the call server's socket, ws://HOST:PORT/socket (or wss://)",
         )
-        parser.add_argument("--room", required=True, metavar="ROOM")
-        parser.add_argument("--user-id", required=True, metavar="USER")
+        parser.add_argument(
+            "--room", required=True, metavar="ROOM", help="the room whose call to join"
+        )
+        parser.add_argument(
+            "--user-id", required=True, metavar="USER", help="the bot's user id"
+        )
         parser.add_argument("--name", default=None, help="display name")
         parser.add_argument(
             "--duration",
