@@ -263,6 +263,8 @@ class Bot:
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
+            # Nothing asked the bot to leave and nothing failed: its time is up.
+            expired = not stop.done() and not driver.done()
             stop.cancel()
             snapshots.cancel()
             if feed is not None:
@@ -282,7 +284,7 @@ class Bot:
                     )
                     self._set_status("failed", "cannot_connect")
             else:
-                await self._shutdown()
+                await self._shutdown("duration" if expired else None)
             stats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stats
@@ -492,10 +494,10 @@ class Bot:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, reason: str | None = None) -> None:
         """leave_call, phx_leave, peer connection closed: bounded to about 2 s."""
         self._leaving = True
-        self._set_status("leaving")
+        self._set_status("leaving", reason)
         session = self._session
         if session is not None and session.channel.state is ChannelState.JOINED:
             self.adaptation.leaving()

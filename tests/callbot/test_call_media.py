@@ -212,3 +212,19 @@ async def test_media_events_the_bot_cannot_use_are_logged_and_the_call_goes_on(
         assert "fancyNewEvent" in log
     finally:
         await stop_bots(bots)
+
+
+async def test_a_bot_whose_duration_ends_leaves_saying_so(
+    server: ReferenceServer,
+) -> None:
+    bot = await WorkerBot(server.url, ROOM, "alice", duration=3).start()
+    assert bot.process is not None
+    code = await asyncio.wait_for(bot.process.wait(), 15)
+    await asyncio.sleep(0.2)
+
+    statuses = [
+        (r["status"], r.get("reason")) for r in bot.reports if r["type"] == "status"
+    ]
+    assert code == 0
+    assert ("leaving", "duration") in statuses
+    assert statuses[-1][0] == "left"
