@@ -7,7 +7,6 @@ looped, silence follows the end of the file.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -15,11 +14,14 @@ from pathlib import Path
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack
-from aiortc.mediastreams import MediaStreamError
 from numpy.typing import NDArray
 
-from media.sources.tone import AUDIO_TIME_BASE, FRAME_SAMPLES, SAMPLE_RATE
+from media.sources.tone import (
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    PacedAudioTrack,
+    mono_frame,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def read_audio(path: str | Path) -> NDArray[np.int16]:
     return np.concatenate(chunks)
 
 
-class FileAudioTrack(MediaStreamTrack):
+class FileAudioTrack(PacedAudioTrack):
     """48 kHz mono 20 ms frames of an audio file; looped unless ``loop`` is off."""
 
     kind = "audio"
@@ -71,13 +73,10 @@ class FileAudioTrack(MediaStreamTrack):
         samples: the file's samples already read with :func:`read_audio`
             (a bot reuses them for every new endpoint).
         """
-        super().__init__()
+        super().__init__(clock)
         self.path = Path(path)
         self.loop = loop
         self.samples = read_audio(path) if samples is None else samples
-        self.frames = 0
-        self._clock = clock
-        self._start: float | None = None
         logger.debug(
             "audio file %s: %.1f s%s",
             self.path.name,
@@ -101,24 +100,7 @@ class FileAudioTrack(MediaStreamTrack):
             chunk = np.zeros(FRAME_SAMPLES, dtype=np.int16)
             part = self.samples[start : start + FRAME_SAMPLES]
             chunk[: len(part)] = part
-        frame = av.AudioFrame.from_ndarray(
-            chunk.reshape(1, -1), format="s16", layout="mono"
-        )
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = start
-        frame.time_base = AUDIO_TIME_BASE
-        return frame
+        return mono_frame(chunk, index)
 
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = self._clock()
-        index = self.frames
-        delay = self._start + index * FRAME_SAMPLES / SAMPLE_RATE - self._clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        elif delay < -1.0:
-            self._start = self._clock() - index * FRAME_SAMPLES / SAMPLE_RATE
-        self.frames += 1
+    def next_frame(self, index: int) -> av.AudioFrame:
         return self.frame(index)
