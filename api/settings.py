@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,15 @@ class ControlPlaneSettings(BaseSettings):
     keep_bots_on_shutdown: bool = False
     drain_timeout: float = Field(default=30.0, gt=0)
     heartbeat_timeout: float = Field(default=10.0, gt=0)
+    # Where bots run: "local" (a keeper process per bot on this host) or
+    # "ray" (a detached Ray actor per bot, placed by the callbot_slot
+    # resource; needs the callbot[ray] extra and ray_address).
+    launcher: Literal["local", "ray"] = "local"
+    # The Ray cluster's GCS address (host:port) the control plane joins as a
+    # driver; "auto" finds a cluster started on this host.
+    ray_address: str | None = None
+    # The Ray namespace the bots' named actors live in.
+    ray_namespace: str = "callbot"
     # Bot workers kept started with their imports done (0: none).
     warm_pool: int = Field(default=0, ge=0, le=100)
     # Hosts a bot's server_url and a webhook URL may name (exact, lower case).
