@@ -16,7 +16,7 @@ install: $(VENV)/bin/python
 	$(PIP) install --quiet -c constraints.txt -e .
 
 install-dev: $(VENV)/bin/python
-	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	$(PIP) install --quiet -c constraints.txt -e ".[dev,ray]"
 
 # System packages the tests need (Debian; the machine runs as root).
 system-deps:
