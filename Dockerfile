@@ -1,4 +1,5 @@
 # The callbot control plane: `callbot serve` on port 8080, one process per bot.
+# With the ray extra the same image runs the Ray nodes of deploy/kuberay/.
 # Build: docker build -t callbot:0.1.0 .  (the tag deploy/kubernetes/ runs)
 FROM python:3.11-slim
 
@@ -16,7 +17,7 @@ COPY callbot ./callbot
 COPY media ./media
 COPY plugins ./plugins
 COPY api ./api
-RUN pip install --constraint constraints.txt . \
+RUN pip install --constraint constraints.txt ".[ray]" \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin callbot
 
 USER callbot

@@ -6,6 +6,7 @@ must agree with the image, the routes or the settings is compared with them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -275,3 +276,290 @@ def test_cpu_limit_fits_two_to_three_bots_per_core(
     assert 2 * cpu <= settings.max_bots <= 3 * cpu
     requests = CONTAINER["resources"]["requests"]
     assert float(requests["cpu"]) <= cpu
+
+
+# deploy/kuberay/: the same control plane with its bots as Ray actors on a
+# KubeRay cluster, checked against the app, the image and the ray pin.
+
+KUBERAY = ROOT / "deploy" / "kuberay"
+# One bot with media flowing (benchmarks): about 155 MiB RSS, a quarter core.
+BOT_RSS_MIB = 155
+BOT_CORES = 0.25
+GCS_PORT = 6379
+
+
+def load_kuberay() -> dict[str, dict[str, Any]]:
+    """Every resource in deploy/kuberay/ (patches included) by file name."""
+    docs: dict[str, dict[str, Any]] = {}
+    for path in sorted(KUBERAY.glob("*.yaml")):
+        loaded = list(yaml.safe_load_all(path.read_text()))
+        assert len(loaded) == 1, f"one resource per file: {path}"
+        docs[path.name] = loaded[0]
+    return docs
+
+
+KUBERAY_DOCS = load_kuberay()
+KUSTOMIZATION = KUBERAY_DOCS["kustomization.yaml"]
+RAY_CLUSTER = next(d for d in KUBERAY_DOCS.values() if d["kind"] == "RayCluster")
+HEAD = RAY_CLUSTER["spec"]["headGroupSpec"]
+WORKER_GROUPS = RAY_CLUSTER["spec"]["workerGroupSpecs"]
+RAY_GROUPS = [HEAD, *WORKER_GROUPS]
+
+
+def patch_of(kind: str) -> dict[str, Any]:
+    """The kustomize patch of the base resource of this kind."""
+    patches = [KUBERAY_DOCS[p["path"]] for p in KUSTOMIZATION["patches"]]
+    found = [p for p in patches if p["kind"] == kind]
+    assert len(found) == 1, f"one {kind} patch"
+    base = RESOURCES[kind]["metadata"]
+    assert found[0]["metadata"]["name"] == base["name"]
+    assert found[0]["metadata"]["namespace"] == base["namespace"]
+    return found[0]
+
+
+def ray_control_plane_env() -> dict[str, str]:
+    """The control plane's environment with both patches applied."""
+    env: dict[str, str] = {}
+    env.update(CONFIG)
+    env.update(patch_of("ConfigMap")["data"])
+    env.update(SECRET)
+    (patched,) = patch_of("Deployment")["spec"]["template"]["spec"]["containers"]
+    names = [v["name"] for v in CONTAINER["env"]]
+    # A strategic merge adds the patch's variables by name, after the base's.
+    variables = CONTAINER["env"] + [v for v in patched["env"] if v["name"] not in names]
+    for var in variables:
+        if "valueFrom" in var:
+            assert var["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+            env[var["name"]] = POD_IP
+        else:
+            env[var["name"]] = re.sub(
+                r"\$\((\w+)\)", lambda m: env[m.group(1)], var["value"]
+            )
+    return env
+
+
+def ray_containers() -> list[dict[str, Any]]:
+    return [c for g in RAY_GROUPS for c in g["template"]["spec"]["containers"]]
+
+
+def ray_container_env(container: dict[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    assert "envFrom" not in container
+    for var in container.get("env", []):
+        if "valueFrom" in var:
+            assert var["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+            env[var["name"]] = POD_IP
+        else:
+            env[var["name"]] = re.sub(
+                r"\$\((\w+)\)", lambda m: env[m.group(1)], var["value"]
+            )
+    return env
+
+
+def ray_resources(group: dict[str, Any]) -> dict[str, float]:
+    """The custom resources `ray start --resources` gets for a group."""
+    text = group["rayStartParams"].get("resources")
+    if text is None:
+        return {}
+    # KubeRay puts the value on a shell command line: it must be quoted.
+    assert text.startswith("'") and text.endswith("'"), text
+    resources: dict[str, float] = json.loads(text[1:-1])
+    return resources
+
+
+def ray_pin() -> str:
+    """The ray version constraints.txt pins (the callbot[ray] extra)."""
+    constraints = (ROOT / "constraints.txt").read_text()
+    match = re.search(r"^ray==(\S+)\s*$", constraints, re.M | re.I)
+    if not match:
+        pytest.fail(
+            "constraints.txt pins no ray (a line ray==X.Y.Z): the callbot[ray] "
+            "extra and RayCluster.spec.rayVersion need one version"
+        )
+    return match.group(1)
+
+
+def test_kuberay_kustomization_is_the_base_plus_the_ray_cluster() -> None:
+    assert KUSTOMIZATION["kind"] == "Kustomization"
+    assert "../kubernetes" in KUSTOMIZATION["resources"]
+    listed = set(KUSTOMIZATION["resources"]) | {
+        p["path"] for p in KUSTOMIZATION["patches"]
+    }
+    files = set(KUBERAY_DOCS) - {"kustomization.yaml"}
+    assert listed - {"../kubernetes"} == files
+    namespace = RESOURCES["Namespace"]["metadata"]["name"]
+    for name, doc in KUBERAY_DOCS.items():
+        if doc["kind"] != "Kustomization":
+            assert doc["metadata"]["namespace"] == namespace == "callbot", name
+    assert RAY_CLUSTER["apiVersion"] == "ray.io/v1"
+    assert RAY_CLUSTER["metadata"]["name"] == "callbot-ray"
+
+
+def test_ray_nodes_run_the_control_planes_image_with_the_ray_extra() -> None:
+    match = re.search(r"docker build -t (\S+) \.", DOCKERFILE)
+    assert match, "the Dockerfile documents no tag"
+    for container in ray_containers():
+        assert container["image"] == CONTAINER["image"] == match.group(1)
+    install = re.search(r"pip install --constraint constraints\.txt (\S+)", DOCKERFILE)
+    assert install, "the Dockerfile installs nothing with the constraints"
+    assert install.group(1).strip("'\"") == ".[ray]"
+    assert re.search(r"^USER callbot$", DOCKERFILE, re.M)
+
+
+def test_ray_version_is_the_pinned_ray() -> None:
+    pin = ray_pin()
+    assert RAY_CLUSTER["spec"]["rayVersion"] == pin
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for spec in extras.get("ray", []):
+        exact = re.fullmatch(r"ray(\[[\w,]+\])?==(\S+)", spec.replace(" ", ""))
+        if exact:
+            assert exact.group(2) == pin, spec
+
+
+def test_bots_land_on_the_workers_only() -> None:
+    head = ray_resources(HEAD)
+    assert head.get("callbot_slot", 0) == 0
+    # No CPU either: nothing that asks for a CPU lands on the head.
+    assert HEAD["rayStartParams"]["num-cpus"] == "0"
+    workers = {g["groupName"]: g for g in WORKER_GROUPS}
+    assert set(workers) == {"callbot-workers"}
+    group = workers["callbot-workers"]
+    slots = ray_resources(group)["callbot_slot"]
+    assert slots == int(slots) > 0
+    assert 1 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+
+
+def test_worker_slots_fit_the_pods_requests() -> None:
+    group = WORKER_GROUPS[0]
+    slots = ray_resources(group)["callbot_slot"]
+    (container,) = group["template"]["spec"]["containers"]
+    requests = container["resources"]["requests"]
+    assert requests == container["resources"]["limits"]
+    cpu = float(requests["cpu"])
+    memory = requests["memory"]
+    assert memory.endswith("Gi")
+    memory_mib = float(memory[:-2]) * 1024
+    # Half of the pod for the bots' own use: the rest is encoder peaks, the
+    # Ray worker of each actor, the raylet and the object store.
+    assert slots * BOT_CORES <= cpu / 2
+    assert slots * BOT_RSS_MIB <= memory_mib / 2
+    object_store = int(group["rayStartParams"]["object-store-memory"])
+    assert object_store <= memory_mib * 1024 * 1024 / 8
+
+
+def test_control_plane_settings_name_the_head_services_gcs_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [n for n in os.environ if n.startswith("CALLBOT_")]:
+        monkeypatch.delenv(name)
+    for name, value in ray_control_plane_env().items():
+        monkeypatch.setenv(name, value)
+    settings = ControlPlaneSettings()
+    assert settings.launcher == "ray"
+    assert settings.ray_namespace == "callbot"
+    assert settings.ray_address is not None
+    host, port = settings.ray_address.rsplit(":", 1)
+    cluster = RAY_CLUSTER["metadata"]["name"]
+    namespace = RAY_CLUSTER["metadata"]["namespace"]
+    # KubeRay names the head service <cluster>-head-svc.
+    assert "headService" not in HEAD
+    assert host in {
+        f"{cluster}-head-svc",
+        f"{cluster}-head-svc.{namespace}",
+        f"{cluster}-head-svc.{namespace}.svc",
+        f"{cluster}-head-svc.{namespace}.svc.cluster.local",
+    }, host
+    assert int(port) == GCS_PORT
+    # The head service exposes the head container's named ports.
+    ports = {p["name"]: p["containerPort"] for p in ray_containers()[0]["ports"]}
+    assert ports["gcs-server"] == GCS_PORT
+    assert int(HEAD["rayStartParams"].get("port", GCS_PORT)) == GCS_PORT
+    # Detached actors outlive the control plane's pod: keep them on SIGTERM.
+    assert settings.keep_bots_on_shutdown is True
+    assert settings.warm_pool == 0
+    # Bots must fit the slots, or they wait for one.
+    group = WORKER_GROUPS[0]
+    slots = ray_resources(group)["callbot_slot"] * group["replicas"]
+    assert settings.max_bots == slots
+
+
+def test_every_callbot_variable_of_the_ray_deployment_is_a_setting() -> None:
+    known = {f"CALLBOT_{name.upper()}" for name in ControlPlaneSettings.model_fields}
+    known.add(LOG_LEVEL_VARIABLE)
+    names = set(ray_control_plane_env())
+    for container in ray_containers():
+        names |= set(ray_container_env(container))
+    names = {n for n in names if n.startswith("CALLBOT_")}
+    assert {"CALLBOT_LAUNCHER", "CALLBOT_RAY_ADDRESS"} <= names
+    assert names - known == set()
+
+
+def test_bot_workers_get_the_local_workers_ice_and_log_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for group in WORKER_GROUPS:
+        (container,) = group["template"]["spec"]["containers"]
+        env = ray_container_env(container)
+        assert env[LOG_LEVEL_VARIABLE] == CONFIG[LOG_LEVEL_VARIABLE]
+        for name in [n for n in os.environ if n.startswith("CALLBOT_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        # The worker pod's own address, as the control plane's pod has its own.
+        assert ControlPlaneSettings().ice_addresses == [POD_IP]
+    head_env = ray_container_env(ray_containers()[0])
+    assert not [n for n in head_env if n.startswith("CALLBOT_")]
+
+
+def test_usage_stats_are_off_on_every_ray_container() -> None:
+    containers = ray_containers()
+    assert len(containers) == len(RAY_GROUPS)
+    for container in containers:
+        env = ray_container_env(container)
+        assert env["RAY_USAGE_STATS_ENABLED"] == "0", container["name"]
+    for group in RAY_GROUPS:
+        assert group["rayStartParams"]["disable-usage-stats"] == "true"
+
+
+def test_ray_pods_are_locked_down_like_the_control_plane() -> None:
+    assert HEAD["rayStartParams"]["include-dashboard"] == "false"
+    assert HEAD["serviceType"] == "ClusterIP"
+    for group in RAY_GROUPS:
+        spec = group["template"]["spec"]
+        assert spec["enableServiceLinks"] is False
+        security = spec["securityContext"]
+        assert security["runAsNonRoot"] is True
+        assert security["runAsUser"] == dockerfile_uid()
+        for container in spec["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            # Own probes, or KubeRay adds ones that ask the dashboard agent.
+            for probe in ("livenessProbe", "readinessProbe"):
+                command = " ".join(container[probe]["exec"]["command"])
+                assert "ray health-check --address" in command
+
+
+def test_control_plane_joins_as_a_ray_node_without_slots() -> None:
+    (patched,) = patch_of("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert patched["name"] == CONTAINER["name"]
+    assert patched["command"] == ["bash", "-c"]
+    (script,) = patched["args"]
+    start, serve = script.split(" && ")
+    # A driver needs a raylet in its own pod: one that offers nothing.
+    assert start.split()[:2] == ["ray", "start"]
+    assert '--address="$CALLBOT_RAY_ADDRESS"' in start.split()
+    assert "--num-cpus=0" in start.split()
+    assert "--disable-usage-stats" in start.split()
+    assert "--head" not in start and "--resources" not in start
+    assert "--block" not in start
+    # Then the image's own command, as the process that gets SIGTERM.
+    command = re.search(r"^CMD (\[.*\])$", DOCKERFILE, re.M)
+    assert command
+    assert serve.split() == ["exec", *json.loads(command.group(1))]
+    resources = patched["resources"]
+    assert float(resources["requests"]["cpu"]) <= float(resources["limits"]["cpu"])
+    assert float(resources["limits"]["cpu"]) < float(
+        CONTAINER["resources"]["limits"]["cpu"]
+    )
+    assert ray_control_plane_env()["RAY_USAGE_STATS_ENABLED"] == "0"
