@@ -671,7 +671,7 @@ def create_app(
         bot_id: str, lines: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> LogLines:
         record = find(bot_id)
-        return LogLines(bot_id=bot_id, lines=launcher.logs(record, lines))
+        return LogLines(bot_id=bot_id, lines=await launcher.read_logs(record, lines))
 
     @router.get(
         "/bots/{bot_id}/events",

@@ -25,7 +25,7 @@ def quiet_migrations(log_level: str | None) -> None:
 
 
 class ServeCommand:
-    """``callbot serve``: the REST control plane, bots as local processes."""
+    """``callbot serve``: the REST control plane; bots as processes or Ray actors."""
 
     name = "serve"
     help = "run the REST control plane"
@@ -55,6 +55,18 @@ class ServeCommand:
             metavar="ADDRESS",
             help="an address the bots' ICE may use (repeatable; default: 127.0.0.1)",
         )
+        parser.add_argument(
+            "--launcher",
+            choices=["local", "ray"],
+            default=None,
+            help="where bots run: local processes (default) or Ray actors",
+        )
+        parser.add_argument(
+            "--ray-address",
+            default=None,
+            metavar="HOST:PORT",
+            help="the Ray cluster's GCS address, for --launcher ray",
+        )
 
     def settings(self, args: argparse.Namespace) -> ControlPlaneSettings:
         """The environment's settings with the command line's options on top."""
@@ -62,7 +74,15 @@ class ServeCommand:
 
         overrides = {
             key: value
-            for key in ("host", "port", "max_bots", "leave_timeout", "ice_addresses")
+            for key in (
+                "host",
+                "port",
+                "max_bots",
+                "leave_timeout",
+                "ice_addresses",
+                "launcher",
+                "ray_address",
+            )
             if (value := getattr(args, key)) is not None
         }
         return ControlPlaneSettings(**overrides)
@@ -74,11 +94,12 @@ class ServeCommand:
         settings = self.settings(args)
         app = build_app(settings, log_level=args.log_level)
         logger.info(
-            "control plane on %s:%d, data in %s, bots' ICE on %s",
+            "control plane on %s:%d, data in %s, bots' ICE on %s, launcher %s",
             settings.host,
             settings.port,
             settings.data_dir,
             ", ".join(settings.ice_addresses),
+            settings.launcher,
         )
         # log_config=None keeps the CLI's logging setup for uvicorn's loggers.
         config = uvicorn.Config(
@@ -166,16 +187,25 @@ def draining_server(config: Any, drain: Any) -> Any:
     return _Server(config)
 
 
-def build_app(settings: ControlPlaneSettings, log_level: str | None = None) -> Any:
-    """The control plane of ``callbot serve``: store and bots under data_dir."""
-    from api.app import create_app
-    from api.launcher import LocalProcessLauncher
-    from api.store import Store
+def make_launcher(settings: ControlPlaneSettings, log_level: str | None = None) -> Any:
+    """The launcher the settings name: local keeper processes or Ray actors."""
+    if settings.launcher == "ray":
+        from api.ray_launcher import RayLauncher
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not settings.ray_address:
+            raise SystemExit("launcher ray needs CALLBOT_RAY_ADDRESS (--ray-address)")
+        return RayLauncher(
+            settings.ray_address,
+            namespace=settings.ray_namespace,
+            leave_timeout=settings.leave_timeout,
+            heartbeat_timeout=settings.heartbeat_timeout,
+            log_level=log_level or "INFO",
+        )
+    from api.launcher import LocalProcessLauncher
+
     # The workers log at the level the control plane was given.
     env = {"CALLBOT_LOG_LEVEL": log_level} if log_level else None
-    launcher = LocalProcessLauncher(
+    return LocalProcessLauncher(
         command=settings.worker_command,
         leave_timeout=settings.leave_timeout,
         env=env,
@@ -183,6 +213,15 @@ def build_app(settings: ControlPlaneSettings, log_level: str | None = None) -> A
         heartbeat_timeout=settings.heartbeat_timeout,
         warm_pool=settings.warm_pool,
     )
+
+
+def build_app(settings: ControlPlaneSettings, log_level: str | None = None) -> Any:
+    """The control plane of ``callbot serve``: store and bots under data_dir."""
+    from api.app import create_app
+    from api.store import Store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    launcher = make_launcher(settings, log_level)
     return create_app(
         launcher,
         store=Store(settings.resolved_database_url()),

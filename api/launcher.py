@@ -100,6 +100,10 @@ class Launcher(ABC):
         """The last lines the bot's worker logged."""
         return record.log_tail[-lines:]
 
+    async def read_logs(self, record: BotRecord, lines: int) -> list[str]:
+        """The same, for launchers that must ask the bot's process for them."""
+        return self.logs(record, lines)
+
     def _changed(self, record: BotRecord) -> None:
         if self.on_change is not None:
             try:

@@ -29,6 +29,7 @@ LEAVE_TIMEOUT = "leave_timeout"
 KEEPER_LOST = "keeper_lost"
 BOT_FAILED = "bot_failed"
 NOT_REATTACHED = "not_reattached"
+ACTOR_DIED = "actor_died"
 
 _REASON_WORD = re.compile(r"[a-z][a-z0-9_]{0,63}")
 

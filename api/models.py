@@ -428,7 +428,12 @@ class Bot(BaseModel):
         description="The worker's exit code; negative: killed by that signal.",
     )
     pid: int | None = Field(
-        default=None, description="The worker's process id, when run locally."
+        default=None,
+        description="The process id of the bot's worker (or Ray actor, on its node).",
+    )
+    node: str | None = Field(
+        default=None,
+        description="The Ray node id the bot's actor runs on (launcher ray).",
     )
     created_at: float
     updated_at: float

@@ -154,6 +154,8 @@ class BotRecord:
         self.participants: list[str] = []
         self.exit_code: int | None = None
         self.pid: int | None = None
+        # The Ray node the bot's actor runs on (launcher = ray).
+        self.node: str | None = None
         # The adaptive state of the newest stats report.
         self.tier: str | None = None
         self.speaking: bool | None = None
@@ -221,6 +223,7 @@ class BotRecord:
             "attention": self.attention,
             "snapshots_sent": self.snapshots_sent,
             "snapshots_received": dict(self.snapshots_received),
+            "node": self.node,
         }
 
     def restore(self, snapshot: dict[str, Any], history: list[StatusChange]) -> None:
@@ -244,6 +247,7 @@ class BotRecord:
         self.attention = snapshot.get("attention")
         self.snapshots_sent = int(snapshot.get("snapshots_sent") or 0)
         self.snapshots_received = dict(snapshot.get("snapshots_received") or {})
+        self.node = snapshot.get("node")
         self.history = list(history)
         self._changes = Changes()
 
@@ -349,6 +353,7 @@ class BotRecord:
             snapshots_received=dict(self.snapshots_received),
             exit_code=self.exit_code,
             pid=self.pid,
+            node=self.node,
             created_at=self.created_at,
             updated_at=self.updated_at,
         )
