@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, if any is missing.
 set -euo pipefail
-packages=(ffmpeg espeak-ng chromium chromium-driver postgresql)
+# util-linux (unshare) and iproute2 (ip) make the Ray test's loopback-only
+# network namespace.
+packages=(ffmpeg espeak-ng chromium chromium-driver postgresql util-linux iproute2)
 # The browser tests (tests/browser) need Node.js and npm as well.
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()
