@@ -19,6 +19,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import threading
 import time
 from typing import Any
 
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 SLOT_RESOURCE = "callbot_slot"
 # Seconds between tries to join a cluster that could not be reached.
 RECONNECT_INTERVAL = 5.0
+# Seconds between log lines while a join is still under way.
+JOIN_PATIENCE = 30.0
 # How long ray.kill of a finished bot's actor may take before it is left to Ray.
 _KILL_TIMEOUT = 5.0
 
@@ -120,48 +123,66 @@ class RayLauncher(Launcher):
         return len(self._actors)
 
     async def open(self) -> None:
-        try:
-            await self._connect()
-        except RayUnavailable as exc:
-            logger.error("%s; trying again every %g s", exc, RECONNECT_INTERVAL)
-            self._connector = asyncio.create_task(
-                self._keep_connecting(), name="ray-connect"
-            )
-            return
-        await self._reattach_pending()
+        """Join the cluster in the background; ready once joined."""
+        if self._connector is None or self._connector.done():
+            self._connector = asyncio.create_task(self._keep_joining(), name="ray-join")
 
-    async def _keep_connecting(self) -> None:
+    async def _keep_joining(self) -> None:
         while not self._connected and not self._closing:
-            await asyncio.sleep(RECONNECT_INTERVAL)
             try:
-                await self._connect()
+                await self._join()
             except RayUnavailable as exc:
-                logger.warning("%s", exc)
-        await self._reattach_pending()
-
-    async def _reattach_pending(self) -> None:
+                logger.error("%s; trying again in %g s", exc, RECONNECT_INTERVAL)
+                await asyncio.sleep(RECONNECT_INTERVAL)
         pending, self._pending = self._pending, []
         for record in pending:
             if not record.terminal:
                 await self.reattach(record)
 
-    async def _connect(self) -> None:
-        if self._connected:
-            return
+    async def _join(self) -> None:
+        """``ray.init`` in a thread of its own: it blocks while no GCS answers."""
         ray = _ray()
-        try:
-            await asyncio.to_thread(
-                ray.init,
-                address=self._address,
-                namespace=self._namespace,
-                # The bots' logs stay in the nodes' files and /bots/{id}/logs.
-                log_to_driver=False,
-                configure_logging=False,
-            )
-        except Exception as exc:
-            raise RayUnavailable(
-                f"cannot join the Ray cluster at {self._address}: {exc}"
-            ) from exc
+        loop = asyncio.get_running_loop()
+        joined: asyncio.Future[None] = loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if joined.done():
+                return
+            if error is None:
+                joined.set_result(None)
+            else:
+                joined.set_exception(error)
+
+        def run() -> None:
+            try:
+                ray.init(
+                    address=self._address,
+                    namespace=self._namespace,
+                    # The bots' logs stay on their nodes and in /bots/{id}/logs.
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+            except Exception as exc:
+                loop.call_soon_threadsafe(settle, exc)
+            else:
+                loop.call_soon_threadsafe(settle, None)
+
+        logger.info("joining the Ray cluster at %s", self._address)
+        # A daemon thread: a join that never ends must not keep the process.
+        threading.Thread(target=run, name="ray-join", daemon=True).start()
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(joined), JOIN_PATIENCE)
+                break
+            except TimeoutError:
+                logger.warning(
+                    "still joining the Ray cluster at %s; bots cannot start yet",
+                    self._address,
+                )
+            except Exception as exc:
+                raise RayUnavailable(
+                    f"cannot join the Ray cluster at {self._address}: {exc}"
+                ) from exc
         from callbot.bot.ray_actor import BotActor
 
         self._actor_class = ray.remote(BotActor)
@@ -181,7 +202,11 @@ class RayLauncher(Launcher):
     async def start(self, record: BotRecord) -> None:
         if self._closing:
             raise LaunchError("the control plane is shutting down")
-        await self._connect()
+        if not self._connected:
+            raise RayUnavailable(
+                f"the control plane has not joined the Ray cluster at"
+                f" {self._address} yet"
+            )
         if await self.free_slots() < 1:
             raise LaunchError(
                 f"no free {SLOT_RESOURCE} in the Ray cluster; add nodes or slots"
@@ -226,11 +251,9 @@ class RayLauncher(Launcher):
         self._changed(record)
 
     async def reattach(self, record: BotRecord) -> None:
-        try:
-            await self._connect()
-        except RayUnavailable as exc:
-            # The cluster may come back: the bot is followed again once it does.
-            logger.warning("bot %s waits for the Ray cluster: %s", record.bot_id, exc)
+        if not self._connected:
+            # Followed again once the control plane has joined the cluster.
+            logger.info("bot %s waits for the Ray cluster", record.bot_id)
             self._pending.append(record)
             return
         ray = _ray()
@@ -302,7 +325,7 @@ class RayLauncher(Launcher):
         except Exception:
             return record.log_tail[-lines:]
 
-    async def _stop_connecting(self) -> None:
+    async def _stop_joining(self) -> None:
         if self._connector is not None and not self._connector.done():
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -310,7 +333,7 @@ class RayLauncher(Launcher):
 
     async def close(self) -> None:
         self._closing = True
-        await self._stop_connecting()
+        await self._stop_joining()
         actors = list(self._actors.values())
         for a in actors:
             a.record.request_leave(self._clock(), SHUTDOWN_REASON)
@@ -324,7 +347,7 @@ class RayLauncher(Launcher):
 
     async def detach(self) -> None:
         self._closing = True
-        await self._stop_connecting()
+        await self._stop_joining()
         logger.info("detaching from %d running bots", len(self._actors))
         await self._stop_following()
         self._disconnect()
@@ -359,7 +382,7 @@ class RayLauncher(Launcher):
                 self._heartbeat_timeout,
             )
         except ray.exceptions.ActorDiedError as exc:
-            reason = _first_line(exc)
+            reason = _reason(exc)
             actor.log.warning("the bot's Ray actor died: %s", reason)
             record.fail(
                 f"the bot's Ray actor died: {reason}",
@@ -452,6 +475,12 @@ class RayLauncher(Launcher):
 async def _await(ref: Any) -> Any:
     """Await a Ray ObjectRef from the control plane's event loop."""
     return await ref
+
+
+def _reason(exc: BaseException) -> str:
+    """Ray's whole explanation on one line (it spreads it over several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:1000]
 
 
 def _first_line(exc: BaseException) -> str:

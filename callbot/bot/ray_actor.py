@@ -57,8 +57,17 @@ class _TailHandler(logging.Handler):
             self.handleError(record)
 
 
+_tail: _TailHandler | None = None
+
+
 def _setup_logging(level: str) -> _TailHandler:
-    """Log to stderr (Ray's worker log file) and to a tail the launcher reads."""
+    """Log to stderr (Ray's worker log file) and to a tail the launcher reads.
+
+    Once per process: a Ray worker process holds one actor.
+    """
+    global _tail
+    if _tail is not None:
+        return _tail
     from callbot.cli import quiet_libraries
 
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -71,6 +80,7 @@ def _setup_logging(level: str) -> _TailHandler:
     root.addHandler(stderr)
     root.addHandler(tail)
     quiet_libraries(level.upper())
+    _tail = tail
     return tail
 
 
