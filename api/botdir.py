@@ -2,8 +2,10 @@
 
 Files, written by the keeper (:mod:`api.keeper`) unless noted:
 ``config.json`` (by the launcher), ``keeper.pid`` (by the launcher),
-``worker.pid``, ``reports.jsonl`` (append-only), ``worker.log`` (the worker's
-stderr), ``exit.json`` and the FIFO ``commands`` (made by the launcher).
+``worker.pid``, ``ready`` (once the worker has said its imports are done and it
+waits for its configuration), ``reports.jsonl`` (append-only), ``worker.log``
+(the worker's stderr), ``exit.json`` and the FIFO ``commands`` (made by the
+launcher).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class BotDir:
         self.config = path / "config.json"
         self.keeper_pid = path / "keeper.pid"
         self.worker_pid = path / "worker.pid"
+        self.ready = path / "ready"
         self.reports = path / "reports.jsonl"
         self.worker_log = path / "worker.log"
         self.exit = path / "exit.json"
@@ -87,6 +90,10 @@ class BotDir:
             return False
         os.close(fd)
         return True
+
+    def is_ready(self) -> bool:
+        """True once the worker has done its imports and waits for a config."""
+        return self.ready.exists()
 
     def read_exit(self) -> dict[str, Any] | None:
         """How the worker ended, once the keeper has written it."""

@@ -7,7 +7,12 @@ only through files in the bot's directory (see :mod:`api.botdir`):
 - ``config.json`` is handed to the worker as its first stdin line; a warm
   keeper (started before there is a bot) starts its worker at once and waits
   for the file and a ``start`` command;
-- every stdout line of the worker is appended to ``reports.jsonl``;
+- the worker's first stdout line, ``{"type": "ready"}``, says its imports are
+  done and it waits for its configuration: the keeper consumes it and writes
+  ``ready`` (the launcher hands out only warm workers with that file); a warm
+  worker that ends before it gets a bot leaves ``exit.json`` and ends its
+  keeper;
+- every other stdout line of the worker is appended to ``reports.jsonl``;
 - the worker's stderr goes to ``worker.log``;
 - commands arrive as JSON lines on the FIFO ``commands`` (``leave``,
   ``attention``, ``kill``); ``leave`` and ``attention`` go on to the worker;
@@ -26,6 +31,7 @@ keep the reports, and a new control plane reads on from its saved offset.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import select
@@ -47,6 +53,8 @@ ORPHAN_GRACE = 30.0
 LEAVE_TIMEOUT = 10.0
 # The commands a keeper hands on to its worker's stdin.
 _FORWARDED = frozenset({"leave", "attention"})
+# The type of the worker's first report once its imports are done.
+READY_TYPE = "ready"
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -121,35 +129,89 @@ def _relay_commands(fifo: IO[bytes], worker: subprocess.Popen[bytes]) -> None:
             worker.kill()
 
 
+class _FirstLine:
+    """The worker's first stdout line: the ready report, or a report to keep."""
+
+    def __init__(self, bot_dir: BotDir) -> None:
+        self._dir = bot_dir
+        self.taken = False
+        self.kept = b""
+
+    def take(self, stdout: IO[bytes]) -> None:
+        """Read it (blocks for a whole line); the ready report becomes ``ready``."""
+        # Known limit: a worker that writes half a line and then waits for its
+        # config holds a warm keeper here (the protocol is whole lines).
+        line = stdout.readline()
+        self.taken = True
+        if _is_ready(line):
+            _write_atomically(self._dir.ready, json.dumps({"ts": time.time()}))
+        else:
+            self.kept = line
+
+
+def _is_ready(line: bytes) -> bool:
+    try:
+        report = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(report, dict) and report.get("type") == READY_TYPE
+
+
 def _wait_for_config(
-    fifo: IO[bytes], bot_dir: BotDir, owner: int | None, orphan_grace: float
-) -> bool:
-    """Wait warm for a bot; False when the keeper should end instead."""
+    fifo: IO[bytes],
+    worker: subprocess.Popen[bytes],
+    bot_dir: BotDir,
+    first: _FirstLine,
+    owner: int | None,
+    orphan_grace: float,
+) -> str:
+    """Wait warm for a bot, taking the worker's ready line as it comes.
+
+    Returns ``"config"`` once the config is there, ``"ended"`` when the worker
+    ended first and ``"stop"`` when the keeper should end instead.
+    """
+    assert worker.stdout is not None
     orphaned_at: float | None = None
     while not bot_dir.config.exists():
-        if _readable(fifo, CHECK_INTERVAL):
+        if worker.poll() is not None:
+            return "ended"
+        watched: list[IO[bytes]] = [fifo] if first.taken else [fifo, worker.stdout]
+        readable, _, _ = select.select(watched, [], [], CHECK_INTERVAL)
+        if worker.stdout in readable:
+            first.take(worker.stdout)
+        if fifo in readable:
             command = _command(fifo.readline())
             if command is not None and command["cmd"] == "kill":
-                return False
+                return "stop"
+        if readable:
             continue
         if _directory_gone():
-            return False
+            return "stop"
         if owner is not None and not _alive(owner):
             now = time.monotonic()
             orphaned_at = orphaned_at if orphaned_at is not None else now
             # Known limit: a reused pid counts as the owner still being there.
             if now - orphaned_at >= orphan_grace:
                 shutil.rmtree(os.getcwd(), ignore_errors=True)
-                return False
-    return True
+                return "stop"
+    return "config"
 
 
-def _copy_reports(stdout: IO[bytes], reports: IO[bytes]) -> None:
-    for line in iter(stdout.readline, b""):
+def _copy_reports(stdout: IO[bytes], reports: IO[bytes], first: _FirstLine) -> None:
+    if not first.taken:
+        first.take(stdout)
+    kept = [first.kept] if first.kept else []
+    for line in itertools.chain(kept, iter(stdout.readline, b"")):
         if not line.endswith(b"\n"):
             line += b"\n"
         reports.write(line)
         reports.flush()
+
+
+def _write_exit(bot_dir: BotDir, returncode: int) -> None:
+    _write_atomically(
+        bot_dir.exit, json.dumps({"returncode": returncode, "ts": time.time()})
+    )
 
 
 def run(
@@ -163,6 +225,10 @@ def run(
     # the bot's when the launcher hands it a bot.
     os.chdir(directory)
     bot_dir = BotDir(Path("."))
+    # O_RDWR keeps a writer open, so the FIFO never reads end-of-file when a
+    # control plane closes its end or dies. Opened first: once ``worker.pid``
+    # is there, the keeper is seen listening.
+    fifo = os.fdopen(os.open(bot_dir.commands, os.O_RDWR), "rb", buffering=0)
     with open(bot_dir.worker_log, "ab") as log:
         try:
             worker = subprocess.Popen(
@@ -179,13 +245,15 @@ def run(
             return 1
     _write_atomically(bot_dir.worker_pid, str(worker.pid))
 
-    # O_RDWR keeps a writer open, so the FIFO never reads end-of-file when a
-    # control plane closes its end or dies.
-    fifo = os.fdopen(os.open(bot_dir.commands, os.O_RDWR), "rb", buffering=0)
+    first = _FirstLine(bot_dir)
     # A warm keeper's worker does its imports while it waits for a bot.
-    if not _wait_for_config(fifo, bot_dir, owner, orphan_grace):
+    waited = _wait_for_config(fifo, worker, bot_dir, first, owner, orphan_grace)
+    if waited == "stop":
         worker.kill()
         worker.wait()
+        return 0
+    if waited == "ended":
+        _write_exit(bot_dir, worker.wait())
         return 0
 
     assert worker.stdin is not None and worker.stdout is not None
@@ -196,11 +264,8 @@ def run(
         pass
     threading.Thread(target=_relay_commands, args=(fifo, worker), daemon=True).start()
     with open(bot_dir.reports, "ab") as reports:
-        _copy_reports(worker.stdout, reports)
-    returncode = worker.wait()
-    _write_atomically(
-        bot_dir.exit, json.dumps({"returncode": returncode, "ts": time.time()})
-    )
+        _copy_reports(worker.stdout, reports, first)
+    _write_exit(bot_dir, worker.wait())
     return 0
 
 

@@ -128,6 +128,18 @@ class _Watched:
         self.log = BotLog(logger, record.bot_id, record.user_id, record.room_id)
 
 
+class _Warm:
+    """One warm worker of the pool: its directory and when it was started."""
+
+    def __init__(self, bot_dir: BotDir, started: float) -> None:
+        self.dir = bot_dir
+        self.started = started
+
+    def ready(self) -> bool:
+        """Its worker said its imports are done, and has not ended since."""
+        return self.dir.is_ready() and not self.dir.exit.exists()
+
+
 class LocalProcessLauncher(Launcher):
     """Runs each bot as its own OS process: ``python -m callbot.bot.worker``."""
 
@@ -143,6 +155,7 @@ class LocalProcessLauncher(Launcher):
         start_timeout: float = 60.0,
         poll_interval: float = 0.1,
         warm_pool: int = 0,
+        warm_ready_timeout: float = 60.0,
     ) -> None:
         """
         Args:
@@ -158,6 +171,9 @@ class LocalProcessLauncher(Launcher):
             start_timeout: the same for a bot that has not reported yet.
             warm_pool: workers kept started with their imports done, each
                 waiting for a bot; refilled in the background.
+            warm_ready_timeout: a warm worker not ready (see :mod:`api.keeper`)
+                this long after its start is dropped; the pool then stops
+                refilling until the next bot starts.
         """
         self._command = (
             list(command)
@@ -180,7 +196,8 @@ class LocalProcessLauncher(Launcher):
         self._watched: dict[str, _Watched] = {}
         self._closing = False
         self._pool_size = warm_pool
-        self._warm: list[BotDir] = []
+        self._warm: list[_Warm] = []
+        self._warm_ready_timeout = warm_ready_timeout
         self._filler: asyncio.Task[None] | None = None
         self._drop_warm()
 
@@ -198,8 +215,13 @@ class LocalProcessLauncher(Launcher):
 
     @property
     def warm(self) -> int:
-        """Warm workers waiting for a bot."""
-        return len(self._warm)
+        """Warm workers done with their imports, waiting for a bot."""
+        return sum(1 for w in self._warm if w.ready())
+
+    @property
+    def warm_starting(self) -> int:
+        """Warm workers started but not ready yet."""
+        return len(self._warm) - self.warm
 
     async def start(self, record: BotRecord) -> None:
         if self._closing:
@@ -259,39 +281,92 @@ class LocalProcessLauncher(Launcher):
             await asyncio.sleep(0.01)
 
     def _claim_warm(self, record: BotRecord) -> BotDir | None:
-        """A warm worker for this bot: its directory renamed, its config given."""
+        """A warm worker for this bot: its directory renamed, its config given.
+
+        A ready worker if there is one, else the one started first (its
+        imports are under way, so it is still sooner than a cold start).
+        """
+        self._prune_warm()
         while self._warm:
-            warm = self._warm.pop(0)
-            if not warm.keeper_alive() or warm.read_exit() is not None:
-                shutil.rmtree(warm.path, ignore_errors=True)
+            warm = next((w for w in self._warm if w.ready()), self._warm[0])
+            self._warm.remove(warm)
+            if not warm.dir.keeper_alive() or warm.dir.read_exit() is not None:
+                shutil.rmtree(warm.dir.path, ignore_errors=True)
                 continue
             bot_dir = BotDir(self._bots_dir / record.bot_id)
-            os.rename(warm.path, bot_dir.path)
+            os.rename(warm.dir.path, bot_dir.path)
             bot_dir.write_config(record.worker_config())
             if not bot_dir.send({"cmd": "start"}):
                 continue
             return bot_dir
         return None
 
+    def _prune_warm(self) -> bool:
+        """Drop warm workers that ended or never got ready; True if any went."""
+        dropped = False
+        now = time.monotonic()
+        for warm in list(self._warm):
+            if warm.ready():
+                continue
+            ended = not warm.dir.keeper_alive() or warm.dir.read_exit() is not None
+            if ended:
+                logger.warning("warm pool: worker in %s ended; dropped", warm.dir.path)
+            elif now - warm.started > self._warm_ready_timeout:
+                logger.warning(
+                    "warm pool: worker in %s not ready in %g s; dropped",
+                    warm.dir.path,
+                    self._warm_ready_timeout,
+                )
+            else:
+                continue
+            dropped = True
+            self._warm.remove(warm)
+            warm.dir.send({"cmd": "kill"})
+            shutil.rmtree(warm.dir.path, ignore_errors=True)
+        return dropped
+
     def _top_up(self) -> None:
         if self._pool_size and (self._filler is None or self._filler.done()):
             self._filler = asyncio.create_task(self._fill_pool(), name="warm-pool")
 
     async def _fill_pool(self) -> None:
-        while not self._closing and len(self._warm) < self._pool_size:
-            warm = BotDir(self._bots_dir / f"{WARM_PREFIX}{secrets.token_hex(4)}")
-            warm.create(None)
-            try:
-                await self._spawn_keeper(warm)
-            except LaunchError as exc:
-                logger.warning("warm pool: %s", exc)
+        """Fill the pool, then watch it until every warm worker is ready.
+
+        A warm worker that ends or is not ready in time stops the filling (as a
+        keeper that cannot start does) until the next bot starts, so a worker
+        that cannot get ready is not started again and again.
+        """
+        while not self._closing:
+            if self._prune_warm():
                 return
-            self._warm.append(warm)
-            logger.debug("warm worker ready in %s", warm.path)
+            if len(self._warm) < self._pool_size:
+                started = time.monotonic()
+                warm = BotDir(self._bots_dir / f"{WARM_PREFIX}{secrets.token_hex(4)}")
+                warm.create(None)
+                try:
+                    await self._spawn_keeper(warm)
+                except LaunchError as exc:
+                    logger.warning("warm pool: %s", exc)
+                    return
+                self._warm.append(_Warm(warm, started))
+                logger.debug("warm worker started in %s", warm.path)
+            elif all(w.ready() for w in self._warm):
+                return
+            else:
+                await asyncio.sleep(self._poll)
+
+    async def wait_warm(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` warm workers are ready; False after the timeout."""
+        deadline = time.monotonic() + timeout
+        while self.warm < count:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(self._poll)
+        return True
 
     def _drop_warm(self) -> None:
         """Stop the idle warm workers (and any a dead control plane left)."""
-        dirs = {w.path for w in self._warm}
+        dirs = {w.dir.path for w in self._warm}
         dirs.update(self._bots_dir.glob(f"{WARM_PREFIX}*"))
         self._warm.clear()
         for path in dirs:
@@ -473,7 +548,7 @@ class LocalProcessLauncher(Launcher):
         # container's or boot's, reused since: kill its session only if it is
         # a keeper and none of the bots or warm workers this launcher knows.
         others = {o.record.keeper_pid for o in self._watched.values() if o is not w} | {
-            _read_pid(d.keeper_pid) for d in self._warm
+            _read_pid(w.dir.keeper_pid) for w in self._warm
         }
         if keeper is not None and keeper not in others and _is_keeper(keeper):
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -2,8 +2,11 @@
 
 stdin: one JSON line with a :class:`BotConfig` plus ``"bot_id"``, then command
 lines (``{"cmd": "leave"}``, ``{"cmd": "attention", "level": "low"}``). stdout:
-one JSON report per line and nothing else; logs go to stderr. Exit 0 after
-leaving, 1 when the bot failed, 2 on a configuration that cannot be read.
+one JSON report per line and nothing else; logs go to stderr. The first report,
+``{"type": "ready"}``, says the imports are done and the worker now waits for
+its configuration; a keeper holding warm workers consumes it (:mod:`api.keeper`).
+Exit 0 after leaving, 1 when the bot failed, 2 on a configuration that cannot be
+read.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from callbot.bot.config import BotConfig
 from callbot.bot.plugin import PluginError
 
 logger = logging.getLogger(__name__)
+
+
+# The first report: imports done, waiting for the configuration on stdin.
+READY_REPORT: dict[str, Any] = {"type": "ready"}
 
 
 class ReportWriter:
@@ -74,6 +81,7 @@ def _read_commands(bot: Bot, loop: asyncio.AbstractEventLoop, stream: TextIO) ->
 
 async def run_worker(stdin: TextIO, stdout: TextIO) -> int:
     writer = ReportWriter(stdout)
+    writer(READY_REPORT)
     line = await asyncio.to_thread(stdin.readline)
     try:
         config, bot_id = parse_config(line)
