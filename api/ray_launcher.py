@@ -212,15 +212,19 @@ class RayLauncher(Launcher):
                 f"no free {SLOT_RESOURCE} in the Ray cluster; add nodes or slots"
             )
         ray = _ray()
-        handle = self._actor_class.options(
-            name=record.bot_id,
-            namespace=self._namespace,
-            lifetime="detached",
-            num_cpus=0,
-            resources={SLOT_RESOURCE: 1},
-            max_restarts=0,
-            max_task_retries=0,
-        ).remote(self._log_level)
+        try:
+            handle = self._actor_class.options(
+                name=record.bot_id,
+                namespace=self._namespace,
+                lifetime="detached",
+                num_cpus=0,
+                resources={SLOT_RESOURCE: 1},
+                max_restarts=0,
+                max_task_retries=0,
+            ).remote(self._log_level)
+        except (ValueError, ray.exceptions.RayError) as exc:
+            # ValueError: an actor of that name lives on in the namespace.
+            raise LaunchError(f"cannot create the bot's Ray actor: {exc}") from exc
         line = json.dumps(record.worker_config(), separators=(",", ":"))
         try:
             where = await asyncio.wait_for(
