@@ -242,6 +242,9 @@ class LocalProcessLauncher(Launcher):
         record.state_dir = str(bot_dir.path)
         watched = self._watch(record, bot_dir)
         watched.log.info("started worker pid %d", pid)
+        if record.leave_requested:
+            # A stop that came while the worker was starting.
+            await self.leave(record)
 
     async def open(self) -> None:
         self._top_up()
