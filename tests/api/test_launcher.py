@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from api.launcher import LaunchError, LocalProcessLauncher
 from api.record import BotRecord
 
 FAKE_WORKER = str(Path(__file__).with_name("fake_worker.py"))
+READY_WORKER = str(Path(__file__).with_name("ready_worker.py"))
 
 pytestmark = pytest.mark.integration
 
@@ -177,35 +179,178 @@ def gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
-async def test_a_warm_worker_takes_the_next_bot_and_the_pool_refills(
-    tmp_path: Path,
-) -> None:
-    launcher = LocalProcessLauncher(
-        command=[sys.executable, FAKE_WORKER, "polite"],
-        bots_dir=tmp_path,
+def report_types(bot_dir: Path) -> list[str]:
+    lines = (bot_dir / "reports.jsonl").read_text().splitlines()
+    return [json.loads(line)["type"] for line in lines]
+
+
+async def warm_dirs(
+    launcher: LocalProcessLauncher, bots_dir: Path, count: int = 1
+) -> list[Path]:
+    """The directories of the pool's ``count`` warm workers, oldest first."""
+    await wait_until(lambda: launcher.warm + launcher.warm_starting == count)
+    return sorted(
+        bots_dir.glob("warm-*"), key=lambda p: (p / "worker.pid").stat().st_mtime_ns
+    )
+
+
+def ready_launcher(bots_dir: Path, go: Path) -> LocalProcessLauncher:
+    """A pool of one warm worker that gets ready once ``go`` exists."""
+    return LocalProcessLauncher(
+        command=[sys.executable, READY_WORKER, str(go), "polite"],
+        bots_dir=bots_dir,
         warm_pool=1,
     )
+
+
+async def test_a_warm_worker_counts_once_ready_takes_the_next_bot_and_refills(
+    tmp_path: Path,
+) -> None:
+    go = tmp_path / "go"
+    bots = tmp_path / "bots"
+    launcher = ready_launcher(bots, go)
     await launcher.open()
-    await wait_until(lambda: launcher.warm == 1)
-    [warm] = tmp_path.glob("warm-*")
+    [warm] = await warm_dirs(launcher, bots)
     warm_pid = int((warm / "worker.pid").read_text())
+    await asyncio.sleep(0.3)  # several of the pool's checks
+    # Started, but it has not said ready: not counted.
+    assert (launcher.warm, launcher.warm_starting) == (0, 1)
+    assert not (warm / "ready").exists()
+
+    go.touch()
+    await wait_until(lambda: launcher.warm == 1)
+    assert (warm / "ready").exists()
+    assert launcher.warm_starting == 0
 
     record = make_record()
     await launcher.start(record)
 
     assert record.pid == warm_pid
-    assert record.state_dir == str(tmp_path / "b-1")
+    assert record.state_dir == str(bots / "b-1")
+    assert (bots / "b-1" / "ready").exists()
     await wait_until(lambda: record.status == "in_call")
     await wait_until(lambda: launcher.warm == 1)
-    [refill] = tmp_path.glob("warm-*")
+    [refill] = bots.glob("warm-*")
     refill_pid = int((refill / "worker.pid").read_text())
+    assert (refill / "ready").exists()
 
     await launcher.leave(record)
     await wait_until(lambda: record.exited)
     assert (record.status, record.exit_code) == ("left", 0)
+    # The ready report stays between worker and keeper.
+    assert report_types(bots / "b-1")[:2] == ["status", "joined"]
+    assert "ready" not in report_types(bots / "b-1")
+    assert record.bad_reports == 0
     await launcher.close()
-    assert list(tmp_path.glob("warm-*")) == []
+    assert list(bots.glob("warm-*")) == []
     await wait_until(lambda: gone(refill_pid))
+
+
+async def test_a_ready_warm_worker_is_handed_out_before_an_older_starting_one(
+    tmp_path: Path,
+) -> None:
+    bots = tmp_path / "bots"
+    # "go" is relative: each worker waits for the file in its own directory.
+    launcher = LocalProcessLauncher(
+        command=[sys.executable, READY_WORKER, "go", "polite"],
+        bots_dir=bots,
+        warm_pool=2,
+    )
+    await launcher.open()
+    older, newer = await warm_dirs(launcher, bots, 2)
+    (newer / "go").touch()
+    await wait_until(lambda: launcher.warm == 1)
+    newer_pid = int((newer / "worker.pid").read_text())
+
+    record = make_record()
+    await launcher.start(record)
+
+    assert record.pid == newer_pid
+    assert older.exists() and not (older / "ready").exists()
+    (bots / "b-1" / "go").touch()  # the bot's worker has already had it
+    await wait_until(lambda: record.status == "in_call")
+    await launcher.close()
+
+
+async def test_a_bot_arriving_before_any_warm_worker_is_ready_takes_a_starting_one(
+    tmp_path: Path,
+) -> None:
+    go = tmp_path / "go"
+    bots = tmp_path / "bots"
+    launcher = ready_launcher(bots, go)
+    await launcher.open()
+    [warm] = await warm_dirs(launcher, bots)
+    warm_pid = int((warm / "worker.pid").read_text())
+    assert launcher.warm == 0
+
+    record = make_record()
+    await launcher.start(record)
+
+    # Its imports are under way: sooner than a cold start (see the launcher).
+    assert record.pid == warm_pid
+    assert not (bots / "b-1" / "ready").exists()
+    go.touch()
+    await wait_until(lambda: record.status == "in_call")
+    assert (bots / "b-1" / "ready").exists()
+    assert "ready" not in report_types(bots / "b-1")
+    assert record.bad_reports == 0
+    await launcher.close()
+
+
+async def test_a_warm_worker_that_never_gets_ready_is_dropped_and_not_restarted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bots = tmp_path / "bots"
+    # The stand-in worker never says ready.
+    launcher = LocalProcessLauncher(
+        command=[sys.executable, FAKE_WORKER, "polite"],
+        bots_dir=bots,
+        warm_pool=1,
+        warm_ready_timeout=0.5,
+    )
+    with caplog.at_level(logging.WARNING, logger="api.launcher"):
+        await launcher.open()
+        [warm] = await warm_dirs(launcher, bots)
+        warm_pid = int((warm / "worker.pid").read_text())
+        took = await wait_until(lambda: gone(warm_pid) and not warm.exists())
+        await asyncio.sleep(0.5)  # several of the pool's checks
+
+    assert took < 2.0
+    assert list(bots.glob("warm-*")) == []
+    assert (launcher.warm, launcher.warm_starting) == (0, 0)
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert dropped == [f"warm pool: worker in {warm} not ready in 0.5 s; dropped"]
+
+    # The next bot starts cold, and the pool tries again.
+    record = make_record()
+    await launcher.start(record)
+    assert record.pid != warm_pid
+    await wait_until(lambda: record.status == "in_call")
+    await wait_until(lambda: launcher.warm_starting == 1)
+    await launcher.close()
+
+
+async def test_a_warm_worker_that_ends_before_a_bot_is_dropped_and_not_restarted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bots = tmp_path / "bots"
+    launcher = LocalProcessLauncher(
+        command=[sys.executable, "-c", "raise SystemExit(4)"],
+        bots_dir=bots,
+        warm_pool=1,
+    )
+    with caplog.at_level(logging.WARNING, logger="api.launcher"):
+        await launcher.open()
+        await wait_until(
+            lambda: any("ended; dropped" in r.getMessage() for r in caplog.records)
+        )
+        await asyncio.sleep(0.5)  # several of the pool's checks
+
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 1
+    assert list(bots.glob("warm-*")) == []
+    assert (launcher.warm, launcher.warm_starting) == (0, 0)
+    await launcher.close()
 
 
 async def test_a_stale_keeper_pid_of_another_process_is_never_killed() -> None:
