@@ -7,9 +7,8 @@ start one at a time (each POST waits for the previous bot's in_call), then the
 wave waits for every first remote frame, is measured and leaves before the
 next wave starts, so a small machine is never overloaded. In the warm mode the
 pool holds one warm worker per bot of a wave and is refilled between waves, as
-a running control plane would between bursts; a wave starts once every warm
-worker has done its imports (its CPU time stands still), since the launcher
-counts a warm worker as soon as its process runs.
+a running control plane would between bursts; a wave starts once the launcher
+counts every warm worker ready (its worker has reported its imports done).
 
 The figures come from the control plane's own records: in_call when the
 launcher reads the report (it polls every 0.1 s); first remote frame at the
@@ -43,9 +42,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
-from api.botdir import BotDir
 from api.keys import create_key
-from api.launcher import WARM_PREFIX, LocalProcessLauncher
+from api.launcher import LocalProcessLauncher
 from api.record import BotRecord
 from api.settings import ControlPlaneSettings
 from api.store import Store
@@ -58,7 +56,6 @@ START_TIMEOUT = 60.0  # seconds for one bot to reach in_call
 FRAME_TIMEOUT = 60.0  # seconds for a wave to get every first remote frame
 LEAVE_TIMEOUT = 30.0  # seconds for a wave to have left
 REFILL_TIMEOUT = 120.0  # seconds for the warm pool to fill up
-IDLE_PERIOD = 0.5  # seconds without CPU time that mark a warm worker ready
 
 
 @dataclass
@@ -98,38 +95,6 @@ def rss_kib(pid: int | None) -> int:
     except FileNotFoundError:
         pass
     return 0
-
-
-def cpu_ticks(pid: int | None) -> int | None:
-    """User + system CPU ticks of a running process; None once it is gone."""
-    if pid is None:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-async def warm_pool_ready(
-    launcher: LocalProcessLauncher, bots_dir: Path, size: int
-) -> None:
-    """Wait for the pool to hold size warm workers, each done with its imports."""
-    deadline = time.monotonic() + REFILL_TIMEOUT
-    while True:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the warm pool was not ready in {REFILL_TIMEOUT} s")
-        if launcher.warm < size:
-            await asyncio.sleep(0.1)
-            continue
-        warm = [BotDir(path) for path in bots_dir.glob(f"{WARM_PREFIX}*")]
-        pids = [d.read_pid(d.worker_pid) for d in warm]
-        before = [cpu_ticks(pid) for pid in pids]
-        await asyncio.sleep(IDLE_PERIOD)
-        after = [cpu_ticks(pid) for pid in pids]
-        if len(pids) >= size and None not in before and before == after:
-            return
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -242,7 +207,10 @@ async def run(count: int, wave: int, warm: bool) -> Samples:
         ):
             for number, first in enumerate(range(0, count, wave), start=1):
                 # The pool refills in the background; a wave starts on a full one.
-                await warm_pool_ready(launcher, data / "bots", pool)
+                if not await launcher.wait_warm(pool, REFILL_TIMEOUT):
+                    raise RuntimeError(
+                        f"the warm pool was not ready in {REFILL_TIMEOUT:.0f} s"
+                    )
                 done = len(samples.in_call)
                 logger.info(
                     "%s wave %d/%d: %d bots, %d warm workers, %s",
