@@ -21,6 +21,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from api import lifecycle, requestid
@@ -41,6 +42,12 @@ SLOT_RESOURCE = "callbot_slot"
 RECONNECT_INTERVAL = 5.0
 # Seconds between log lines while a join is still under way.
 JOIN_PATIENCE = 30.0
+# How often the joined cluster is asked whether it answers, and how long an
+# answer may take before the launcher counts it as lost (not ready).
+HEALTH_INTERVAL = 5.0
+HEALTH_TIMEOUT = 5.0
+# How long a new actor may take to hold its slot before the next start looks.
+PLACEMENT_WAIT = 2.0
 # How long ray.kill of a finished bot's actor may take before it is left to Ray.
 _KILL_TIMEOUT = 5.0
 
@@ -69,6 +76,9 @@ class _Actor:
         self.leave_deadline: float | None = None
         self.task: asyncio.Task[None] | None = None
         self.log = BotLog(logger, record.bot_id, record.user_id, record.room_id)
+        # The actor's newest log lines, kept for when it can no longer answer.
+        self.log_lines: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self.log_offset = 0
 
 
 class RayLauncher(Launcher):
@@ -113,10 +123,14 @@ class RayLauncher(Launcher):
         # Bots of an earlier control plane, waiting for the cluster.
         self._pending: list[BotRecord] = []
         self._connector: asyncio.Task[None] | None = None
+        # False while the joined cluster does not answer.
+        self._cluster_ok = True
+        # Starts check for a free slot and create their actor one at a time.
+        self._placing = asyncio.Lock()
 
     @property
     def ready(self) -> bool:
-        return self._connected and not self._closing
+        return self._connected and self._cluster_ok and not self._closing
 
     @property
     def running(self) -> int:
@@ -138,6 +152,34 @@ class RayLauncher(Launcher):
         for record in pending:
             if not record.terminal:
                 await self.reattach(record)
+        await self._watch_cluster()
+
+    async def _watch_cluster(self) -> None:
+        """Keep ``ready`` true only while the cluster's GCS answers.
+
+        Known limit: Ray ends a driver whose GCS has been gone for 60 s
+        (``gcs_rpc_server_reconnect_timeout_s``); the control plane then
+        exits, and its supervisor's restart reattaches the bots.
+        """
+        ray = _ray()
+        while not self._closing:
+            await asyncio.sleep(HEALTH_INTERVAL)
+            try:
+                await asyncio.wait_for(
+                    asyncio.to_thread(ray.available_resources), HEALTH_TIMEOUT
+                )
+            except Exception as exc:
+                if self._cluster_ok:
+                    logger.error(
+                        "the Ray cluster at %s does not answer (%s); not ready",
+                        self._address,
+                        _first_line(exc) if str(exc) else "timed out",
+                    )
+                self._cluster_ok = False
+                continue
+            if not self._cluster_ok:
+                logger.info("the Ray cluster at %s answers again", self._address)
+            self._cluster_ok = True
 
     async def _join(self) -> None:
         """``ray.init`` in a thread of its own: it blocks while no GCS answers."""
@@ -196,7 +238,15 @@ class RayLauncher(Launcher):
     async def free_slots(self) -> float:
         """The ``callbot_slot`` resources no bot holds now, over all nodes."""
         ray = _ray()
-        available = await asyncio.to_thread(ray.available_resources)
+        try:
+            available = await asyncio.wait_for(
+                asyncio.to_thread(ray.available_resources), HEALTH_TIMEOUT
+            )
+        except TimeoutError as exc:
+            self._cluster_ok = False
+            raise RayUnavailable(
+                f"the Ray cluster at {self._address} does not answer"
+            ) from exc
         return float(available.get(SLOT_RESOURCE, 0.0))
 
     async def start(self, record: BotRecord) -> None:
@@ -207,24 +257,9 @@ class RayLauncher(Launcher):
                 f"the control plane has not joined the Ray cluster at"
                 f" {self._address} yet"
             )
-        if await self.free_slots() < 1:
-            raise LaunchError(
-                f"no free {SLOT_RESOURCE} in the Ray cluster; add nodes or slots"
-            )
+        async with self._placing:
+            handle = await self._place_actor(record)
         ray = _ray()
-        try:
-            handle = self._actor_class.options(
-                name=record.bot_id,
-                namespace=self._namespace,
-                lifetime="detached",
-                num_cpus=0,
-                resources={SLOT_RESOURCE: 1},
-                max_restarts=0,
-                max_task_retries=0,
-            ).remote(self._log_level)
-        except (ValueError, ray.exceptions.RayError) as exc:
-            # ValueError: an actor of that name lives on in the namespace.
-            raise LaunchError(f"cannot create the bot's Ray actor: {exc}") from exc
         line = json.dumps(record.worker_config(), separators=(",", ":"))
         try:
             where = await asyncio.wait_for(
@@ -247,6 +282,41 @@ class RayLauncher(Launcher):
             record.node,
             record.pid,
         )
+        if record.leave_requested:
+            # A stop that came while the actor was starting.
+            await self.leave(record)
+
+    async def _place_actor(self, record: BotRecord) -> Any:
+        """Create the bot's actor if a slot is free; returns once it holds one.
+
+        Ray queues an actor no node can take; the check here refuses at once
+        instead. Waiting for the slot to be taken lets the next start see it.
+        Known limit: control planes sharing a cluster can still race for the
+        last slot; the loser waits out ``start_timeout``.
+        """
+        free = await self.free_slots()
+        if free < 1:
+            raise LaunchError(
+                f"no free {SLOT_RESOURCE} in the Ray cluster; add nodes or slots"
+            )
+        ray = _ray()
+        try:
+            handle = self._actor_class.options(
+                name=record.bot_id,
+                namespace=self._namespace,
+                lifetime="detached",
+                num_cpus=0,
+                resources={SLOT_RESOURCE: 1},
+                max_restarts=0,
+                max_task_retries=0,
+            ).remote(self._log_level)
+        except (ValueError, ray.exceptions.RayError) as exc:
+            # ValueError: an actor of that name lives on in the namespace.
+            raise LaunchError(f"cannot create the bot's Ray actor: {exc}") from exc
+        deadline = time.monotonic() + PLACEMENT_WAIT
+        while time.monotonic() < deadline and await self.free_slots() >= free:
+            await asyncio.sleep(0.05)
+        return handle
 
     def _place(self, record: BotRecord, where: dict[str, Any]) -> None:
         record.pid = int(where["pid"])
@@ -382,12 +452,15 @@ class RayLauncher(Launcher):
         record = actor.record
         try:
             answer = await asyncio.wait_for(
-                _await(actor.handle.poll.remote(record.report_offset)),
+                _await(
+                    actor.handle.poll.remote(record.report_offset, actor.log_offset)
+                ),
                 self._heartbeat_timeout,
             )
         except ray.exceptions.ActorDiedError as exc:
             reason = _reason(exc)
             actor.log.warning("the bot's Ray actor died: %s", reason)
+            record.log_tail = list(actor.log_lines)
             record.fail(
                 f"the bot's Ray actor died: {reason}",
                 self._clock(),
@@ -408,6 +481,8 @@ class RayLauncher(Launcher):
                     "%d reports were dropped before this control plane read them",
                     answer["skipped"],
                 )
+            actor.log_lines.extend(answer.get("log", []))
+            actor.log_offset = int(answer.get("log_offset", actor.log_offset))
             now = self._clock()
             for line in answer["lines"]:
                 record.feed_line(line, now)
@@ -417,8 +492,7 @@ class RayLauncher(Launcher):
                 changed = True
             if answer["returncode"] is not None:
                 returncode = int(answer["returncode"])
-                if returncode != 0:
-                    record.log_tail = await self._actor_logs(actor)
+                record.log_tail = list(actor.log_lines)
                 record.process_exited(returncode, self._clock())
                 self._changed(record)
                 await self._kill(actor.handle)
@@ -464,7 +538,7 @@ class RayLauncher(Launcher):
                 _await(actor.handle.logs.remote(LOG_TAIL_LINES)), 2.0
             )
         except Exception:
-            return actor.record.log_tail
+            return list(actor.log_lines)
         return list(lines)
 
     async def _kill(self, handle: Any) -> None:

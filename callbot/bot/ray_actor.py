@@ -13,6 +13,7 @@ the class with ``ray.remote`` when it creates the actor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -41,6 +42,10 @@ REPLAY_MARGIN = 2000
 EXIT_LEFT = 0
 EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
+# How often the actor checks that its Ray node (the raylet, its parent) lives.
+NODE_CHECK_INTERVAL = 1.0
+# Seconds an orphaned bot gets to leave its call before its process exits.
+ORPHAN_LEAVE_TIMEOUT = 10.0
 
 
 class _TailHandler(logging.Handler):
@@ -49,12 +54,22 @@ class _TailHandler(logging.Handler):
     def __init__(self, lines: int) -> None:
         super().__init__()
         self.lines: deque[str] = deque(maxlen=lines)
+        # Lines emitted so far: the offset of the line after the newest.
+        self.count = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.lines.append(self.format(record))
+            self.count += 1
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
+
+    def since(self, offset: int) -> list[str]:
+        """The kept lines from ``offset`` on."""
+        new = self.count - max(offset, 0)
+        if new <= 0:
+            return []
+        return list(self.lines)[-min(new, len(self.lines)) :]
 
 
 _tail: _TailHandler | None = None
@@ -112,6 +127,9 @@ class BotActor:
         self._bot: Bot | None = None
         self._task: asyncio.Task[None] | None = None
         self._returncode: int | None = None
+        # Ray starts its workers as children of the node's raylet.
+        self._raylet = os.getppid()
+        self._node_check: asyncio.Task[None] | None = None
 
     def _report(self, report: dict[str, Any]) -> None:
         self._lines.append(json.dumps(report, separators=(",", ":"), default=str))
@@ -121,18 +139,50 @@ class BotActor:
         if self._task is not None or self._returncode is not None:
             raise RuntimeError("this actor has already run a bot")
         try:
-            config, bot_id = parse_config(node_config(config_line))
+            line = node_config(config_line)
+        except ValueError as exc:
+            return self._refuse(f"this Ray node is misconfigured: {exc}")
+        try:
+            config, bot_id = parse_config(line)
             bot = Bot(config, on_report=self._report, bot_id=bot_id)
         except (ValueError, ValidationError, PluginError) as exc:
-            self._report(
-                {"type": "status", "status": "failed", "reason": f"bad config: {exc}"}
-            )
-            self._returncode = EXIT_BAD_CONFIG
-            return self.where()
+            return self._refuse(f"bad config: {exc}")
         self._bot = bot
         self._task = asyncio.create_task(self._run(bot), name=f"bot-{bot_id}")
+        self._node_check = asyncio.create_task(self._check_node(), name="node-check")
         logger.info("bot %s started in actor pid %d", bot_id, os.getpid())
         return self.where()
+
+    def _refuse(self, reason: str) -> dict[str, Any]:
+        logger.error("the bot cannot start: %s", reason)
+        self._report({"type": "status", "status": "failed", "reason": reason})
+        self._returncode = EXIT_BAD_CONFIG
+        return self.where()
+
+    async def _check_node(self) -> None:
+        """Leave the call once the Ray node is gone: nobody could stop the bot.
+
+        Ray does not always end a worker whose raylet died; the bot would stay
+        in its call while the control plane has marked it failed.
+        """
+        while self._returncode is None:
+            await asyncio.sleep(NODE_CHECK_INTERVAL)
+            if os.getppid() == self._raylet:
+                continue
+            logger.warning(
+                "the Ray node of this actor is gone (raylet pid %d); leaving the call",
+                self._raylet,
+            )
+            if self._bot is not None and self._task is not None:
+                self._bot.leave()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.shield(self._task), ORPHAN_LEAVE_TIMEOUT
+                    )
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(EXIT_FAILED)
+            return
 
     async def _run(self, bot: Bot) -> None:
         try:
@@ -146,11 +196,13 @@ class BotActor:
             return
         self._returncode = EXIT_FAILED if bot.status == "failed" else EXIT_LEFT
 
-    async def poll(self, offset: int) -> dict[str, Any]:
+    async def poll(self, offset: int, log_offset: int = 0) -> dict[str, Any]:
         """The reports from ``offset`` on; ``returncode`` once the bot has ended.
 
         ``returncode`` comes only with the last reports, so a caller that sees
         it has seen everything. ``offset`` acknowledges the reports before it.
+        ``log`` holds the log lines from ``log_offset`` on (as many as are
+        kept), ``log_offset`` the offset to ask from next time.
         """
         drop = min(offset - REPLAY_MARGIN, self._base + len(self._lines)) - self._base
         if drop > 0:
@@ -163,6 +215,8 @@ class BotActor:
             "offset": self._base + len(self._lines),
             "skipped": max(self._base - offset, 0),
             "returncode": self._returncode,
+            "log": self._tail.since(log_offset),
+            "log_offset": self._tail.count,
         }
 
     async def leave(self) -> bool:

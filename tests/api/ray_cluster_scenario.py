@@ -220,15 +220,21 @@ def main(workdir: Path) -> dict[str, Any]:
         for b in listed
     }
 
-    # Stop bot a: it leaves, its actor is killed and its slot is free again.
-    first, second = bot_ids
+    # Stop the bot on the head node: it leaves, its actor is killed and its
+    # slot is free again.
+    head = next(
+        n["NodeID"] for n in nodes if "node:__internal_head__" in n["Resources"]
+    )
+    first, second = sorted(bot_ids, key=lambda b: result["first"][b]["node"] != head)
+    result["head_bot"] = first
     answer = plane.request("DELETE", f"/bots/{first}")
     result["delete_status"] = answer.status_code
-    wait_for("bot a to leave", lambda: get(first)["status"] == "left", 30.0)
+    wait_for("the head's bot to leave", lambda: get(first)["status"] == "left", 30.0)
     result["left"] = {
         "status": get(first)["status"],
         "reason": get(first)["reason"],
         "history": [h["status"] for h in get(first)["history"]],
+        "log_lines": len(plane.request("GET", f"/bots/{first}/logs").json()["lines"]),
     }
 
     def actor_gone() -> bool:
@@ -238,22 +244,54 @@ def main(workdir: Path) -> dict[str, Any]:
             return True
         return False
 
-    result["actor_a_gone"] = bool(wait_for("bot a's actor to end", actor_gone, 20.0))
+    result["actor_a_gone"] = bool(wait_for("its actor to end", actor_gone, 20.0))
     result["slots_after_leave"] = wait_for(
-        "bot a's slot to be free",
+        "its slot to be free",
         lambda: ray.available_resources().get("callbot_slot", 0),
         20.0,
     )
 
-    # Kill bot b's actor process: the bot is failed with Ray's reason.
-    pid = get(second)["pid"]
-    logger.info("killing bot b's actor process %d", pid)
+    # A new bot takes the freed slot; killing its actor process fails it with
+    # Ray's reason.
+    answer = post("ray-bot-d")
+    assert answer.status_code == 201, answer.text
+    third_id = answer.json()["id"]
+    wait_for("bot d in_call", lambda: get(third_id)["status"] == "in_call", 60.0)
+    result["replacement_node"] = get(third_id)["node"]
+    pid = get(third_id)["pid"]
+    logger.info("killing bot d's actor process %d", pid)
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    wait_for("bot b to fail", lambda: get(second)["status"] == "failed", 30.0)
+    wait_for("bot d to fail", lambda: get(third_id)["status"] == "failed", 30.0)
     result["killed"] = {
-        "error": get(second)["error"],
+        "error": get(third_id)["error"],
         "seconds": round(time.monotonic() - killed_at, 2),
+    }
+
+    # The second node dies (its raylet, the actor's parent, is killed): the bot
+    # is failed, and its orphaned actor process leaves the call and ends.
+    pid = get(second)["pid"]
+    raylet = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    logger.info("killing the second node's raylet %d", raylet)
+    os.kill(raylet, signal.SIGKILL)
+    lost_at = time.monotonic()
+    wait_for(
+        "the lost node's bot to fail", lambda: get(second)["status"] == "failed", 60.0
+    )
+    failed_after = time.monotonic() - lost_at
+    wait_for(
+        "the orphaned actor process to end",
+        lambda: (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        ),
+        60.0,
+    )
+    result["node_lost"] = {
+        "error": get(second)["error"],
+        "failed_after": round(failed_after, 1),
+        "process_ended_after": round(time.monotonic() - lost_at, 1),
+        "log_lines": len(plane.request("GET", f"/bots/{second}/logs").json()["lines"]),
     }
     result["health_after"] = plane.request("GET", "/health/live").status_code
 

@@ -113,14 +113,37 @@ def test_delete_leaves_and_frees_the_slot(scenario: dict[str, Any]) -> None:
     assert scenario["delete_status"] == 202
     assert scenario["left"]["status"] == "left"
     assert scenario["left"]["history"][-2:] == ["leaving", "left"]
+    # The actor's log lines stay with the bot once the actor is gone.
+    assert scenario["left"]["log_lines"] > 0
     assert scenario["actor_a_gone"] is True
     assert scenario["slots_after_leave"] == 1
 
 
 @pytest.mark.integration
 def test_a_killed_actor_fails_the_bot_with_the_reason(scenario: dict[str, Any]) -> None:
+    head_node = scenario["first"][scenario["head_bot"]]["node"]
+    assert scenario["replacement_node"] == head_node
     killed = scenario["killed"]
     assert killed["error"]["code"] == "actor_died"
     assert killed["error"]["message"].startswith("the bot's Ray actor died")
     assert killed["seconds"] < 10
     assert scenario["health_after"] == 200
+
+
+@pytest.mark.integration
+def test_a_lost_node_fails_its_bot_and_the_orphan_leaves(
+    scenario: dict[str, Any],
+) -> None:
+    lost = scenario["node_lost"]
+    # Whichever rule fires first: the launcher's heartbeat (6 s here, the
+    # orphan is gone by then) or Ray's node health check (about 15 s).
+    assert (lost["error"]["code"], lost["error"]["message"]) in {
+        ("heartbeat_lost", "no report from the bot for 6 s"),
+    } or (
+        lost["error"]["code"] == "actor_died" and "node" in lost["error"]["message"]
+    ), lost
+    assert lost["failed_after"] < 30
+    # The orphaned actor sees its raylet gone within a second, leaves its
+    # call and ends: no ghost participant stays in the room.
+    assert lost["process_ended_after"] < 15
+    assert lost["log_lines"] > 0

@@ -68,13 +68,14 @@ class FakeActor:
         self.silent = False
         self.died: BaseException | None = None
         self.obeys_leave = obeys_leave
+        self.log_lines = ["actor log 1", "actor log 2"]
         self.poll = Method(self._poll)
         self.leave = Method(self._leave)
         self.logs = Method(lambda n: ["log line"][-n:])
         self.attention = Method(lambda level: True)
         self.where = Method(lambda: {"pid": 4321, "host": "node-1", "node_id": "n1"})
 
-    def _poll(self, offset: int) -> dict[str, Any]:
+    def _poll(self, offset: int, log_offset: int) -> dict[str, Any]:
         if self.died is not None:
             raise self.died
         if not self.silent:
@@ -84,6 +85,8 @@ class FakeActor:
             "offset": len(self.lines),
             "skipped": 0,
             "returncode": self.returncode,
+            "log": self.log_lines[log_offset:],
+            "log_offset": len(self.log_lines),
         }
 
     def _leave(self) -> bool:
@@ -143,11 +146,13 @@ async def test_reports_follow_and_a_leave_ends_in_left_and_a_kill(
     assert record.state_dir == "ray://callbot/b-1"
     await wait_until(lambda: record.status == "in_call")
     assert record.endpoint_id == "user-b-1_1"
+    actor.log_lines.append("actor log 3")
     await launcher.leave(record)
     await wait_until(lambda: record.status == "left")
     assert record.exit_code == 0
     await wait_until(lambda: killed == [actor])
     assert launcher.running == 0
+    assert record.log_tail == ["actor log 1", "actor log 2", "actor log 3"]
 
 
 async def test_a_silent_actor_is_failed_heartbeat_lost_and_killed(
@@ -201,6 +206,8 @@ async def test_an_actor_that_dies_fails_the_bot_with_rays_reason(
         " this task."
     )
     assert launcher.running == 0
+    # The lines the actor logged while it lived stay with the bot.
+    assert record.log_tail == ["actor log 1", "actor log 2"]
 
 
 async def test_a_bot_whose_actor_is_gone_is_not_reattached(
@@ -230,8 +237,8 @@ async def test_a_crashed_bot_keeps_its_actors_logs(
     assert record.status == "failed"
     assert record.error is not None
     assert record.error.code == "call_full"
-    assert record.log_tail == ["log line"]
-    assert await launcher.read_logs(record, 10) == ["log line"]
+    assert record.log_tail == ["actor log 1", "actor log 2"]
+    assert await launcher.read_logs(record, 10) == ["actor log 1", "actor log 2"]
     assert killed == [actor]
 
 
@@ -271,3 +278,105 @@ async def test_start_before_the_join_is_a_launch_error_naming_the_cluster() -> N
     ):
         await launcher.start(make_record())
     assert not launcher.ready
+
+
+class FakeCluster:
+    """Creates FakeActors as Ray would, each taking one free slot."""
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+        self.created: list[FakeActor] = []
+        self.options_seen: dict[str, Any] = {}
+        self.started: asyncio.Future[dict[str, Any]] | None = None
+
+    def options(self, **options: Any) -> FakeCluster:
+        self.options_seen = options
+        return self
+
+    def remote(self, log_level: str) -> FakeActor:
+        actor = FakeActor()
+        if self.started is not None:
+            started = self.started
+            actor.start = Method(lambda config: None)
+            actor.start.remote = lambda config: started  # type: ignore[method-assign]
+        else:
+            actor.start = Method(lambda config: actor.where._answer())
+        self.created.append(actor)
+        self.free -= 1
+        return actor
+
+
+async def joined_launcher(
+    monkeypatch: pytest.MonkeyPatch, cluster: FakeCluster
+) -> RayLauncher:
+    launcher = await attach(monkeypatch, {})
+    launcher._actor_class = cluster
+
+    async def free_slots() -> float:
+        return float(cluster.free)
+
+    monkeypatch.setattr(launcher, "free_slots", free_slots)
+    return launcher
+
+
+async def test_an_actor_is_detached_named_and_asks_for_one_slot(
+    monkeypatch: pytest.MonkeyPatch, killed: list[Any]
+) -> None:
+    cluster = FakeCluster(free=2)
+    launcher = await joined_launcher(monkeypatch, cluster)
+    record = make_record("b-7")
+    await launcher.start(record)
+    assert cluster.options_seen == {
+        "name": "b-7",
+        "namespace": "callbot",
+        "lifetime": "detached",
+        "num_cpus": 0,
+        "resources": {"callbot_slot": 1},
+        "max_restarts": 0,
+        "max_task_retries": 0,
+    }
+    assert (record.pid, record.node) == (4321, "n1")
+    await wait_until(lambda: record.status == "in_call")
+    await launcher.close()
+    assert record.status == "left"
+
+
+async def test_two_starts_racing_for_the_last_slot_one_is_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch, killed: list[Any]
+) -> None:
+    from api.launcher import LaunchError
+
+    cluster = FakeCluster(free=1)
+    launcher = await joined_launcher(monkeypatch, cluster)
+    first, second = make_record("b-1"), make_record("b-2")
+    results = await asyncio.gather(
+        launcher.start(first), launcher.start(second), return_exceptions=True
+    )
+    assert results[0] is None
+    assert isinstance(results[1], LaunchError)
+    assert str(results[1]) == (
+        "no free callbot_slot in the Ray cluster; add nodes or slots"
+    )
+    assert len(cluster.created) == 1
+    await launcher.close()
+
+
+async def test_a_stop_during_the_start_makes_the_bot_leave_once_it_runs(
+    monkeypatch: pytest.MonkeyPatch, killed: list[Any]
+) -> None:
+    cluster = FakeCluster(free=1)
+    cluster.started = asyncio.get_running_loop().create_future()
+    launcher = await joined_launcher(monkeypatch, cluster)
+    record = make_record()
+    starting = asyncio.create_task(launcher.start(record))
+    await wait_until(lambda: len(cluster.created) == 1)
+    # DELETE while the actor still builds its bot.
+    await launcher.leave(record)
+    assert record.status == "leaving"
+    actor = cluster.created[0]
+    assert actor.leave.calls == []
+    cluster.started.set_result({"pid": 99, "host": "h", "node_id": "n2"})
+    await starting
+    assert actor.leave.calls == [()]
+    await wait_until(lambda: record.status == "left")
+    assert killed == [actor]

@@ -3,6 +3,7 @@ a bad configuration, the node's own ICE addresses."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterator
@@ -122,3 +123,53 @@ def test_node_addresses_that_are_not_a_list_are_refused(
     monkeypatch.setenv("CALLBOT_ICE_ADDRESSES", '"10.42.1.7"')
     with pytest.raises(ValueError, match="must be a JSON list of strings"):
         node_config(config())
+
+
+async def test_poll_carries_the_log_lines_since_the_last_poll(actor: BotActor) -> None:
+    ray_actor.logger.warning("one")
+    first = await actor.poll(0, 0)
+    assert [line.rsplit(" ", 1)[-1] for line in first["log"]] == ["one"]
+    ray_actor.logger.warning("two")
+    ray_actor.logger.warning("three")
+    second = await actor.poll(first["offset"], first["log_offset"])
+    assert [line.rsplit(" ", 1)[-1] for line in second["log"]] == ["two", "three"]
+    assert second["log_offset"] == first["log_offset"] + 2
+    third = await actor.poll(second["offset"], second["log_offset"])
+    assert third["log"] == []
+
+
+async def test_a_bot_whose_ray_node_is_gone_leaves_and_the_process_ends(
+    actor: BotActor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Running:
+        bot_id = "b-1"
+        left = False
+
+        def leave(self) -> None:
+            self.left = True
+
+    bot = Running()
+    actor._bot = bot  # type: ignore[assignment]
+    actor._task = asyncio.get_running_loop().create_future()  # type: ignore[assignment]
+    exits: list[int] = []
+    monkeypatch.setattr(ray_actor, "NODE_CHECK_INTERVAL", 0.01)
+    monkeypatch.setattr(ray_actor, "ORPHAN_LEAVE_TIMEOUT", 0.05)
+    monkeypatch.setattr(ray_actor.os, "_exit", exits.append)
+    check = asyncio.create_task(actor._check_node())
+    await asyncio.sleep(0.05)
+    assert exits == [] and not bot.left
+    # The raylet died: the actor's parent is now another process.
+    monkeypatch.setattr(ray_actor.os, "getppid", lambda: 1)
+    await asyncio.wait_for(check, 2.0)
+    assert bot.left
+    assert exits == [ray_actor.EXIT_FAILED]
+
+
+async def test_a_misconfigured_node_is_named_as_the_reason(
+    actor: BotActor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLBOT_ICE_ADDRESSES", "not-json")
+    await actor.start(config())
+    report = json.loads((await actor.poll(0))["lines"][0])
+    assert report["status"] == "failed"
+    assert report["reason"].startswith("this Ray node is misconfigured: ")
