@@ -266,7 +266,13 @@ class LocalProcessLauncher(Launcher):
                 stdout=asyncio.subprocess.DEVNULL,
                 env=self._env,
             )
-            await starter.wait()
+            try:
+                await starter.wait()
+            except asyncio.CancelledError:
+                # Closing while a warm keeper starts: the starter only forks
+                # and exits, so reap it rather than leave it running.
+                await starter.wait()
+                raise
         except OSError as exc:
             raise LaunchError(f"cannot start the bot keeper: {exc}") from exc
 
