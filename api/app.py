@@ -396,6 +396,7 @@ def create_app(
         return error_response(500, "internal", "internal error", retryable=True)
 
     def authenticate(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> str:
         challenge = {"WWW-Authenticate": "Bearer"}
@@ -408,6 +409,8 @@ def create_app(
             raise ApiError(
                 401, "unauthorized", "the API key is not valid", headers=challenge
             )
+        # The key that made a request scopes its Idempotency-Key.
+        request.state.api_key_id = key_id
         return key_id
 
     unauthorized = _error("The API key is missing or not valid.")
@@ -453,6 +456,7 @@ def create_app(
         },
     )
     async def create_bot(
+        request: Request,
         body: CreateBot,
         response: Response,
         idempotency_key: Annotated[
@@ -461,9 +465,12 @@ def create_app(
         ] = None,
     ) -> BotCreated:
         request_hash = _request_hash(body)
-        # Known limit: Idempotency-Keys are global (not per API key) and never expire.
+        api_key_id: str = request.state.api_key_id
+        # Idempotency-Keys are per API key. Known limit: they never expire, and
+        # bots made before revision 0002 belong to no key (a retry spanning the
+        # upgrade makes a new bot).
         if idempotency_key is not None:
-            found = db.find_idempotent(idempotency_key)
+            found = db.find_idempotent(idempotency_key, api_key_id=api_key_id)
             if found is not None:
                 return replay(found, request_hash, response)
 
@@ -551,11 +558,14 @@ def create_app(
             record.leave_rules = dataclasses.asdict(rules)
         try:
             first_events = db.add_bot(
-                record, idempotency_key=idempotency_key, request_hash=request_hash
+                record,
+                api_key_id=api_key_id,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
             )
         except IdempotencyConflict:
-            # Another request with this key won the race.
-            found = db.find_idempotent(idempotency_key or "")
+            # Another request of this API key with this Idempotency-Key won the race.
+            found = db.find_idempotent(idempotency_key or "", api_key_id=api_key_id)
             if found is None:
                 raise
             return replay(found, request_hash, response)

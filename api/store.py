@@ -111,10 +111,15 @@ class Store:
         self,
         record: BotRecord,
         *,
+        api_key_id: str | None = None,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
     ) -> list[RecordEvent]:
-        """Insert a new bot; raises IdempotencyConflict on a reused key."""
+        """Insert a new bot made by the key ``api_key_id``.
+
+        Raises IdempotencyConflict when that key already used this
+        ``idempotency_key``.
+        """
         try:
             with self._session() as session:
                 session.add(
@@ -129,6 +134,7 @@ class Store:
                         status=record.status,
                         report_offset=0,
                         state=record.snapshot(),
+                        api_key_id=api_key_id,
                         idempotency_key=idempotency_key,
                         request_hash=request_hash,
                         created_at=record.created_at,
@@ -138,7 +144,9 @@ class Store:
                 session.flush()
                 return self._write_changes(session, record)
         except IntegrityError as exc:
-            raise IdempotencyConflict(str(idempotency_key)) from exc
+            if idempotency_key is None:
+                raise
+            raise IdempotencyConflict(idempotency_key) from exc
 
     def save(self, record: BotRecord) -> list[RecordEvent]:
         """Write the record's state and its new history and events in one go.
@@ -217,13 +225,24 @@ class Store:
             if row is not None:
                 session.delete(row)
 
-    def find_idempotent(self, key: str) -> tuple[str, str | None] | None:
-        """The bot id and request hash stored under an Idempotency-Key."""
+    def find_idempotent(
+        self, key: str, *, api_key_id: str | None
+    ) -> tuple[str, str | None] | None:
+        """The bot id and request hash stored under an API key's Idempotency-Key.
+
+        ``api_key_id`` None is the scope of the bots made without a key (those
+        from before revision 0002); no API key sees them.
+        """
+        owner = (
+            BotRow.api_key_id.is_(None)
+            if api_key_id is None
+            else BotRow.api_key_id == api_key_id
+        )
         with self._session() as session:
             row = session.execute(
-                select(BotRow.id, BotRow.request_hash).where(
-                    BotRow.idempotency_key == key
-                )
+                select(BotRow.id, BotRow.request_hash)
+                .where(owner)
+                .where(BotRow.idempotency_key == key)
             ).first()
             return None if row is None else (row[0], row[1])
 

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Bots made before revision 0002 have no creating key; theirs is the key-less
+# scope, where an Idempotency-Key stays unique on its own.
+_NO_KEY = text("api_key_id IS NULL")
 
 
 class Base(DeclarativeBase):
@@ -13,9 +27,25 @@ class Base(DeclarativeBase):
 
 
 class BotRow(Base):
-    """A bot: what it was asked to do, where it is and how to reach it again."""
+    """A bot: what it was asked to do, where it is and how to reach it again.
+
+    An Idempotency-Key is unique per API key (``api_key_id``, the key that
+    made the bot).
+    """
 
     __tablename__ = "bots"
+    __table_args__ = (
+        UniqueConstraint(
+            "api_key_id", "idempotency_key", name="uq_bots_api_key_idempotency"
+        ),
+        Index(
+            "uq_bots_keyless_idempotency",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=_NO_KEY,
+            postgresql_where=_NO_KEY,
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     server_url: Mapped[str] = mapped_column(String(2048))
@@ -33,7 +63,10 @@ class BotRow(Base):
     state_dir: Mapped[str | None] = mapped_column(String(4096))
     report_offset: Mapped[int] = mapped_column(BigInteger, default=0)
     state: Mapped[dict[str, Any]]
-    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    api_key_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("api_keys.id", name="fk_bots_api_key_id")
+    )
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
