@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.hostpaths import confine_specs, files_root
 from callbot.bot.config import PluginSpec
 from callbot.bot.plugin import PluginError, validate_specs
 from callbot.bot.sensor_feed import SensorsConfig
@@ -111,7 +112,9 @@ class CreateBot(BaseModel):
         max_length=20,
         description=(
             'Plugins the bot runs, e.g. [{"name": "recorder", "config": {}}];'
-            " an unknown name or a config the plugin refuses is a 422."
+            " an unknown name or a config the plugin refuses is a 422. Paths in"
+            " a config are relative to the files root (CALLBOT_FILES_DIR) and"
+            " must stay in it."
         ),
     )
 
@@ -199,7 +202,12 @@ class CreateBot(BaseModel):
     @field_validator("plugins")
     @classmethod
     def _known_plugins(cls, value: list[PluginSpec]) -> list[PluginSpec]:
+        # Paths the plugins mark as host paths are confined to the files root
+        # (and rewritten to it) before the configs are checked, so a plugin's
+        # own checks (a file that must exist) look inside the root.
         try:
+            if value:
+                value = confine_specs(value, files_root())
             validate_specs(value)
         except PluginError as exc:
             raise ValueError(str(exc)) from exc

@@ -33,6 +33,9 @@ class ControlPlaneSettings(BaseSettings):
     worker_command: list[str] | None = None
     # Where the database file (by default) and the bots' directories live.
     data_dir: Path = Field(default_factory=_default_data_dir)
+    # The files root: plugin paths given over the REST API (recordings,
+    # media to publish) must lie in it; <data_dir>/files when unset.
+    files_dir: Path | None = None
     # SQLAlchemy URL; SQLite in data_dir when unset. PostgreSQL:
     # postgresql+psycopg://user@host:port/db
     database_url: str | None = None
@@ -68,3 +71,6 @@ class ControlPlaneSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'callbot.db'}"
+
+    def resolved_files_dir(self) -> Path:
+        return self.files_dir if self.files_dir is not None else self.data_dir / "files"

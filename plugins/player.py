@@ -15,13 +15,13 @@ import av
 from aiortc import MediaStreamTrack
 from pydantic import Field, field_validator
 
-from callbot.bot.plugin import Plugin, PluginConfig, PluginContext
+from callbot.bot.plugin import Plugin, PluginConfig, PluginContext, ReadPath
 from media.sources.file import FileAudioTrack, read_audio
 from media.sources.file_video import FileVideoTrack
 
 
 class PlayerConfig(PluginConfig):
-    file: str = Field(description="The media file to publish.")
+    file: ReadPath = Field(description="The media file to publish.")
     loop: bool = True
     video: bool = True
     audio: bool = True

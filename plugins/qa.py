@@ -38,8 +38,10 @@ from callbot.bot.plugin import (
     Plugin,
     PluginConfig,
     PluginContext,
+    ReadPath,
     RemoteTrack,
     RemoteTrackInfo,
+    WritePath,
 )
 from callbot.qa import emodel
 from callbot.qa.junit import junit_xml
@@ -66,9 +68,9 @@ CLOCK_NOTE = (
 
 
 class QaConfig(PluginConfig):
-    out: str = Field(default="qa-report", description="Where the reports go.")
+    out: WritePath = Field(default="qa-report", description="Where the reports go.")
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    thresholds_file: str | None = Field(
+    thresholds_file: ReadPath | None = Field(
         default=None, description="JSON thresholds; replaces ``thresholds``."
     )
     sample_interval: float = Field(default=1.0, gt=0.05, le=10.0)

@@ -21,6 +21,7 @@ from callbot.bot.plugin import (
     PluginContext,
     RemoteTrack,
     RemoteTrackInfo,
+    WritePath,
 )
 from callbot.rtc.tap import EncodedFrame
 from media.sinks.manifest import Manifest, TrackEntry
@@ -32,7 +33,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class RecorderConfig(PluginConfig):
-    directory: str = Field(
+    directory: WritePath = Field(
         default="recordings",
         description="Where recordings go; each gets a subdirectory.",
     )

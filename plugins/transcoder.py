@@ -35,6 +35,7 @@ from callbot.bot.plugin import (
     PluginContext,
     RemoteTrack,
     RemoteTrackInfo,
+    WritePath,
 )
 from callbot.sensors.measurements import Measurement
 from media.compositor import TileOverlay
@@ -88,7 +89,7 @@ class TileOverlaySpec(BaseModel):
 
 
 class TranscoderConfig(PluginConfig):
-    directory: str = Field(
+    directory: WritePath = Field(
         default="transcodes",
         description="Where composites go; each gets a subdirectory.",
     )

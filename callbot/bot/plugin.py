@@ -23,11 +23,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from aiortc import MediaStreamTrack
 from av.frame import Frame
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, ValidationError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from callbot.bot.config import PluginSpec
 from callbot.errors import CallbotError
@@ -53,6 +55,38 @@ class PluginConfig(BaseModel):
     """Base of every plugin's config model; unknown keys are refused."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+HostPathAccess = Literal["read", "write"]
+
+
+@dataclass(frozen=True)
+class HostPath:
+    """Marks a config field whose value names a path on the bot's host.
+
+    ``read``: a file (or directory) the plugin reads; ``write``: one it creates
+    or writes into. Over the REST API every marked value is confined to the
+    control plane's files root (``api/hostpaths.py``); ``callbot run`` takes
+    any path. Use it as ``Annotated[str, HostPath("write")]``, or through
+    :data:`ReadPath` / :data:`WritePath`; it also works inside ``| None``,
+    lists, dicts and nested models.
+    """
+
+    access: HostPathAccess
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["host_path"] = self.access
+        return schema
+
+
+ReadPath = Annotated[str, HostPath("read")]
+"""A config field naming a host file the plugin reads."""
+
+WritePath = Annotated[str, HostPath("write")]
+"""A config field naming a host file or directory the plugin writes."""
 
 
 @dataclass(frozen=True)
