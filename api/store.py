@@ -93,12 +93,33 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # Webhooks every event goes to, besides its bot's own webhook_url.
         self.webhook_urls: list[str] = []
-        with self.engine.begin() as connection:
-            migrate(connection)
+        with self.engine.connect() as connection:
+            self._migrate(connection)
         logger.info("store open on %s", self.engine.url.render_as_string())
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _migrate(self, connection: Connection) -> None:
+        if connection.dialect.name != "sqlite":
+            with connection.begin():
+                migrate(connection)
+            return
+        # SQLite changes a table by copying it and dropping the old one; with
+        # foreign keys on, that drop would cascade to the bot's history and
+        # events. The pragma is a no-op inside a transaction, so it goes
+        # around it, and the copy is checked before the commit.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
+        try:
+            with connection.begin():
+                migrate(connection)
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
+        finally:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
