@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,12 +18,19 @@ from api.store import Store
 BODY = {"server_url": "ws://127.0.0.1:4000/socket", "room_id": "lobby"}
 
 
-def test_create_bot_takes_plugins_with_their_config() -> None:
+@pytest.fixture
+def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The files root plugin paths given over the API are confined to."""
+    monkeypatch.setenv("CALLBOT_FILES_DIR", str(tmp_path / "files"))
+    return tmp_path / "files"
+
+
+def test_create_bot_takes_plugins_with_their_config(files: Path) -> None:
     body = CreateBot.model_validate(
-        {**BODY, "plugins": [{"name": "recorder", "config": {"directory": "/r"}}]}
+        {**BODY, "plugins": [{"name": "recorder", "config": {"directory": "r"}}]}
     )
     assert body.plugins[0].name == "recorder"
-    assert body.plugins[0].config == {"directory": "/r"}
+    assert body.plugins[0].config == {"directory": str(files / "r")}
 
 
 @pytest.mark.parametrize(
@@ -60,7 +68,9 @@ class Launcher:
         pass
 
 
-async def test_post_bots_answers_422_for_an_unknown_plugin_and_passes_plugins() -> None:
+async def test_post_bots_answers_422_for_an_unknown_plugin_and_passes_plugins(
+    files: Path,
+) -> None:
     launcher = Launcher()
     store = Store("sqlite://")
     _, key = create_key(store, "tests")
@@ -79,4 +89,10 @@ async def test_post_bots_answers_422_for_an_unknown_plugin_and_passes_plugins() 
     assert good.status_code == 201
     assert len(launcher.started) == 1  # only the good one was started
     config = launcher.started[0].worker_config()
-    assert config["plugins"] == [{"name": "recorder", "config": {}, "essential": None}]
+    assert config["plugins"] == [
+        {
+            "name": "recorder",
+            "config": {"directory": str(files / "recordings")},
+            "essential": None,
+        }
+    ]
