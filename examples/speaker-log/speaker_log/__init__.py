@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Annotated, Any, TextIO
 
 from pydantic import Field
 
 from callbot.bot.plugin import (
+    HostPath,
     Plugin,
     PluginConfig,
     PluginContext,
@@ -19,7 +20,9 @@ from callbot.rtc.tap import EncodedFrame
 
 
 class SpeakerLogConfig(PluginConfig):
-    path: Path = Field(description="The JSON-lines file to write.")
+    path: Annotated[Path, HostPath("write")] = Field(
+        description="The JSON-lines file to write."
+    )
 
 
 class SpeakerLog(Plugin):
