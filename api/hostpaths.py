@@ -8,8 +8,9 @@ relative to the files root and rewritten to the absolute path it resolves to
 there, before the bot gets its config; the bot, which may run on another host
 sharing the volume, then reads or writes exactly that path. Refused: an
 absolute path, and one resolving outside the root (``..`` or a symlink).
-A ``write`` path gets the directory that holds it created; a ``read`` path
-must exist. ``callbot run`` does not come here: there any path is taken.
+A ``read`` path must exist; a ``write`` path gets the directory that holds
+it made, once every plugin's config passed. ``callbot run`` does not come
+here: there any path is taken.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from callbot.bot.plugin import (
     Plugin,
     PluginError,
     load_plugin_class,
+    validate_spec,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,24 +62,37 @@ def confine_specs(
     root: Path,
     registry: Mapping[str, type[Plugin]] | None = None,
 ) -> list[PluginSpec]:
-    """The specs with every marked path rewritten into ``root``.
+    """The specs with every marked path rewritten into ``root``, validated.
 
-    Raises PluginError for an unknown plugin and HostPathError for a path
-    that is absolute, outside ``root``, or (``read``) missing there.
+    Raises PluginError for an unknown plugin or a config its model refuses,
+    and HostPathError for a path that is absolute, outside ``root``, or
+    (``read``) missing there. Only once every spec passed are the directories
+    holding the ``write`` paths made.
     """
     confined = []
+    holders: list[Path] = []
     for spec in specs:
         cls = load_plugin_class(spec.name, registry)
         paths = _Paths(spec.name, root)
         config = paths.model(cls.config_model, spec.config, "")
         confined.append(spec.model_copy(update={"config": config}))
+        validate_spec(confined[-1], registry)
+        holders.extend(paths.holders)
+    for directory in holders:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HostPathError(
+                f"cannot make {directory} in the files root: {exc.strerror}"
+            ) from None
     return confined
 
 
 def confine(value: str, root: Path, access: HostPathAccess) -> Path:
     """``value`` as an absolute path inside ``root``; ValueError with the reason.
 
-    The reason reads after the value, as in ``f"{value!r} {reason}"``.
+    The reason reads after the value, as in ``f"{value!r} {reason}"``. Nothing
+    is made: see :func:`holder` for where a ``write`` path goes.
     """
     base = root.resolve()
     relative = Path(value)
@@ -89,18 +104,14 @@ def confine(value: str, root: Path, access: HostPathAccess) -> Path:
         raise ValueError(f"cannot be resolved in the files root {base}") from None
     if not target.is_relative_to(base):
         raise ValueError(f"is outside the files root {base}")
-    if access == "read":
-        if not target.exists():
-            raise ValueError(f"does not exist in the files root {base}")
-        return target
-    holder = target if target == base else target.parent
-    try:
-        holder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(
-            f"cannot be made in the files root {base}: {exc.strerror}"
-        ) from None
+    if access == "read" and not target.exists():
+        raise ValueError(f"does not exist in the files root {base}")
     return target
+
+
+def holder(target: Path, root: Path) -> Path:
+    """The directory that holds a confined ``write`` path (the root for itself)."""
+    return target if target == root.resolve() else target.parent
 
 
 class _Paths:
@@ -109,6 +120,7 @@ class _Paths:
     def __init__(self, plugin: str, root: Path) -> None:
         self.plugin = plugin
         self.root = root
+        self.holders: list[Path] = []
 
     def model(self, model: type[BaseModel], raw: Any, where: str) -> Any:
         if not isinstance(raw, dict):
@@ -161,12 +173,15 @@ class _Paths:
 
     def path(self, value: str, access: HostPathAccess, where: str) -> str:
         try:
-            return str(confine(value, self.root, access))
+            target = confine(value, self.root, access)
         except ValueError as exc:
             shown = value if len(value) <= _SHOWN else value[:_SHOWN] + "..."
             raise HostPathError(
                 f"plugin {self.plugin!r}: {where} {shown!r} {exc}"
             ) from None
+        if access == "write":
+            self.holders.append(holder(target, self.root))
+        return str(target)
 
 
 def _mark(metadata: Sequence[Any]) -> HostPathAccess | None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.hostpaths import confine_specs, files_root
 from callbot.bot.config import PluginSpec
-from callbot.bot.plugin import PluginError, validate_specs
+from callbot.bot.plugin import PluginError
 from callbot.bot.sensor_feed import SensorsConfig
 
 BotStatus = Literal["starting", "connecting", "in_call", "leaving", "left", "failed"]
@@ -208,7 +208,6 @@ class CreateBot(BaseModel):
         try:
             if value:
                 value = confine_specs(value, files_root())
-            validate_specs(value)
         except PluginError as exc:
             raise ValueError(str(exc)) from exc
         return value

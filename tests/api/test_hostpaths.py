@@ -158,6 +158,21 @@ async def test_a_file_to_publish_missing_from_the_root_is_refused(
     )
 
 
+async def test_a_refused_config_makes_no_directory(
+    client: httpx.AsyncClient, root: Path
+) -> None:
+    body = {
+        **BODY,
+        "plugins": [
+            {"name": "recorder", "config": {"directory": "calls"}},
+            {"name": "recorder", "config": {"audio_container": "mp3"}},
+        ],
+    }
+    answer = await client.post("/bots", json=body)
+    assert "plugin 'recorder': bad config: audio_container" in refused(answer)
+    assert not root.exists()
+
+
 async def test_a_qa_thresholds_file_is_confined_too(
     client: httpx.AsyncClient, root: Path
 ) -> None:
