@@ -28,6 +28,7 @@ from starlette.routing import Match
 from api import requestid
 from api.botlog import BotLog
 from api.bus import EventBus
+from api.hostpaths import FilesRootMiddleware
 from api.keys import check_key
 from api.launcher import Launcher, LaunchError, LocalProcessLauncher
 from api.leaverules import LeaveRules, LeaveWatch
@@ -342,6 +343,8 @@ def create_app(
         RequestBodyMiddleware, error=_body_error, limit=settings.max_body_bytes
     )
     app.add_middleware(requestid.RequestIdMiddleware)
+    # Plugin paths given over REST are confined to this app's files root.
+    app.add_middleware(FilesRootMiddleware, root=settings.resolved_files_dir())
     app.state.bots = bots
     app.state.launcher = launcher
     app.state.store = db

@@ -15,6 +15,7 @@ here: there any path is taken.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import types
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,7 @@ from pathlib import Path, PurePath
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callbot.bot.config import PluginSpec
 from callbot.bot.plugin import (
@@ -46,12 +48,36 @@ class HostPathError(PluginError):
     """A plugin config names a host path outside the files root."""
 
 
-def files_root() -> Path:
-    """The files root of the control plane's settings (its environment).
+# The files root of the app serving the current request (FilesRootMiddleware).
+current_root: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "callbot_files_root", default=None
+)
 
-    Known limit: taken from the ``CALLBOT_*`` environment at each request,
-    not from a ``create_app(settings=...)`` given in code.
+
+class FilesRootMiddleware:
+    """Hands the app's files root to the request body's validation.
+
+    Pure ASGI: the body is validated inside the request's context, where
+    :func:`files_root` finds it.
     """
+
+    def __init__(self, app: ASGIApp, root: Path) -> None:
+        self.app = app
+        self.root = root
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = current_root.set(self.root)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            current_root.reset(token)
+
+
+def files_root() -> Path:
+    """The files root of the app serving this request, else the environment's."""
+    root = current_root.get()
+    if root is not None:
+        return root
     from api.settings import ControlPlaneSettings
 
     return ControlPlaneSettings().resolved_files_dir()

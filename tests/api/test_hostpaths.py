@@ -384,3 +384,22 @@ def test_callbot_run_still_takes_any_path(
         ("player", {"file": str(outside)}),
     ]
     assert not (tmp_path / "files").exists()
+
+
+async def test_the_apps_own_settings_name_the_root_not_the_environment(
+    tmp_path: Path, launcher: Launcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CALLBOT_FILES_DIR", str(tmp_path / "from-environment"))
+    store = Store("sqlite://")
+    _, key = create_key(store, "tests")
+    settings = ControlPlaneSettings(files_dir=tmp_path / "given-in-code")
+    app = create_app(launcher, store=store, settings=settings)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        headers={"Authorization": f"Bearer {key}"},
+    ) as c:
+        answer = await post(c, "recorder", {"directory": "calls"})
+    assert answer.status_code == 201, answer.text
+    config = launcher.started[0].worker_config()["plugins"][0]["config"]
+    assert config["directory"] == str(tmp_path / "given-in-code" / "calls")
