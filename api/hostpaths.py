@@ -8,9 +8,14 @@ relative to the files root and rewritten to the absolute path it resolves to
 there, before the bot gets its config; the bot, which may run on another host
 sharing the volume, then reads or writes exactly that path. Refused: an
 absolute path, and one resolving outside the root (``..`` or a symlink).
-A ``read`` path must exist; a ``write`` path gets the directory that holds
-it made, once every plugin's config passed. ``callbot run`` does not come
-here: there any path is taken.
+A ``read`` path must exist. Nothing is made here (a refused request leaves
+no trace): plugins make the directories their ``write`` paths need when they
+start. ``callbot run`` does not come here: there any path is taken.
+
+Known limit: the check is made when the request arrives; someone who can
+write in the files root (a shared volume) can swap a directory for a symlink
+before the bot writes. Union-of-model fields, ``mode="before"`` model
+validators and defaults inside nested models are not walked (docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -92,33 +97,22 @@ def confine_specs(
 
     Raises PluginError for an unknown plugin or a config its model refuses,
     and HostPathError for a path that is absolute, outside ``root``, or
-    (``read``) missing there. Only once every spec passed are the directories
-    holding the ``write`` paths made.
+    (``read``) missing there.
     """
     confined = []
-    holders: list[Path] = []
     for spec in specs:
         cls = load_plugin_class(spec.name, registry)
         paths = _Paths(spec.name, root)
         config = paths.model(cls.config_model, spec.config, "")
         confined.append(spec.model_copy(update={"config": config}))
         validate_spec(confined[-1], registry)
-        holders.extend(paths.holders)
-    for directory in holders:
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise HostPathError(
-                f"cannot make {directory} in the files root: {exc.strerror}"
-            ) from None
     return confined
 
 
 def confine(value: str, root: Path, access: HostPathAccess) -> Path:
     """``value`` as an absolute path inside ``root``; ValueError with the reason.
 
-    The reason reads after the value, as in ``f"{value!r} {reason}"``. Nothing
-    is made: see :func:`holder` for where a ``write`` path goes.
+    The reason reads after the value, as in ``f"{value!r} {reason}"``.
     """
     base = root.resolve()
     relative = Path(value)
@@ -130,14 +124,14 @@ def confine(value: str, root: Path, access: HostPathAccess) -> Path:
         raise ValueError(f"cannot be resolved in the files root {base}") from None
     if not target.is_relative_to(base):
         raise ValueError(f"is outside the files root {base}")
-    if access == "read" and not target.exists():
-        raise ValueError(f"does not exist in the files root {base}")
+    if access == "read":
+        try:
+            found = target.exists()
+        except OSError:
+            found = False
+        if not found:
+            raise ValueError(f"does not exist in the files root {base}")
     return target
-
-
-def holder(target: Path, root: Path) -> Path:
-    """The directory that holds a confined ``write`` path (the root for itself)."""
-    return target if target == root.resolve() else target.parent
 
 
 class _Paths:
@@ -146,7 +140,6 @@ class _Paths:
     def __init__(self, plugin: str, root: Path) -> None:
         self.plugin = plugin
         self.root = root
-        self.holders: list[Path] = []
 
     def model(self, model: type[BaseModel], raw: Any, where: str) -> Any:
         if not isinstance(raw, dict):
@@ -205,8 +198,6 @@ class _Paths:
             raise HostPathError(
                 f"plugin {self.plugin!r}: {where} {shown!r} {exc}"
             ) from None
-        if access == "write":
-            self.holders.append(holder(target, self.root))
         return str(target)
 
 

@@ -299,7 +299,13 @@ class LocalProcessLauncher(Launcher):
         while self._warm:
             warm = next((w for w in self._warm if w.ready()), self._warm[0])
             self._warm.remove(warm)
-            if not warm.dir.keeper_alive() or warm.dir.read_exit() is not None:
+            if (
+                not warm.dir.keeper_alive()
+                or warm.dir.read_exit() is not None
+                or not _running(warm.dir.read_pid(warm.dir.worker_pid))
+            ):
+                # Its keeper notices a dead worker only on its next look.
+                warm.dir.send({"cmd": "kill"})
                 shutil.rmtree(warm.dir.path, ignore_errors=True)
                 continue
             bot_dir = BotDir(self._bots_dir / record.bot_id)
@@ -562,6 +568,17 @@ class LocalProcessLauncher(Launcher):
         if keeper is not None and keeper not in others and _is_keeper(keeper):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(keeper, signal.SIGKILL)
+
+
+def _running(pid: int | None) -> bool:
+    """Whether process ``pid`` runs (exists and is not a zombie)."""
+    if pid is None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def _is_keeper(pid: int) -> bool:

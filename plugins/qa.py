@@ -68,7 +68,13 @@ CLOCK_NOTE = (
 
 
 class QaConfig(PluginConfig):
-    out: WritePath = Field(default="qa-report", description="Where the reports go.")
+    out: WritePath = Field(
+        default="qa-report/{bot_id}",
+        description=(
+            "Where the reports go; {bot_id} and {room_id} are replaced, so bots"
+            " sharing a files root keep their reports apart."
+        ),
+    )
     thresholds: Thresholds = Field(default_factory=Thresholds)
     thresholds_file: ReadPath | None = Field(
         default=None, description="JSON thresholds; replaces ``thresholds``."
@@ -101,7 +107,11 @@ class Qa(Plugin):
             else config.thresholds
         )
         self.origin = context.clock()
-        self.out = Path(config.out)
+        self.out = Path(
+            config.out.replace("{bot_id}", context.bot_id).replace(
+                "{room_id}", context.room_id
+            )
+        )
         self.joined_at: float | None = None
         self.endpoint_id: str | None = None
         self.tracks: dict[str, TrackMetrics] = {}

@@ -213,8 +213,9 @@ async def test_relative_paths_reach_the_bot_as_absolute_paths_in_the_root(
         "qa": {"out": str(root / "qa" / "run-1")},
     }
     # Where the bot writes, the directory holding its path is there.
-    assert (root / "calls").is_dir()
-    assert (root / "qa").is_dir()
+    # Nothing is made for the request: the plugins make their directories.
+    assert not (root / "calls").exists()
+    assert not (root / "qa").exists()
 
 
 async def test_defaults_are_taken_inside_the_root(
@@ -228,9 +229,9 @@ async def test_defaults_are_taken_inside_the_root(
     configs = [p["config"] for p in launcher.started[0].worker_config()["plugins"]]
     assert configs == [
         {"directory": str(root / "recordings")},
-        {"out": str(root / "qa-report")},
+        {"out": str(root / "qa-report" / "{bot_id}")},
     ]
-    assert root.is_dir()
+    assert not root.exists()
 
 
 async def test_a_root_given_through_a_symlink_is_named_by_its_real_path(
@@ -339,7 +340,7 @@ def test_marks_in_nested_models_lists_and_optionals_are_confined(
         "label": "/etc",
         "log": str(root / "logs" / "today.jsonl"),
     }
-    assert (root / "old").is_dir() and (root / "logs").is_dir()
+    assert not (root / "old").exists() and not (root / "logs").exists()
     assert not (root / "old" / "b.jsonl").exists()
 
 

@@ -391,3 +391,33 @@ async def test_a_bots_later_log_lines_name_it_but_not_the_request_that_started_i
         "user-b-1",
         "lobby",
     )
+
+
+def process_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+async def test_a_warm_worker_killed_just_before_a_bot_is_not_handed_out(
+    tmp_path: Path,
+) -> None:
+    go = tmp_path / "go"
+    go.touch()
+    bots = tmp_path / "bots"
+    launcher = ready_launcher(bots, go)
+    await launcher.open()
+    await wait_until(lambda: launcher.warm == 1)
+    [warm] = bots.glob("warm-*")
+    warm_pid = int((warm / "worker.pid").read_text())
+    os.kill(warm_pid, signal.SIGKILL)
+    # Dead (a zombie until its keeper's next look, every 0.5 s, reaps it), but
+    # its directory still says ready.
+    await wait_until(lambda: process_state(warm_pid) in ("Z", None))
+    record = make_record()
+    await launcher.start(record)
+    assert record.pid != warm_pid
+    await wait_until(lambda: record.status == "in_call")
+    await launcher.close()
+    assert record.status == "left"

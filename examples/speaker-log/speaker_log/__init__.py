@@ -35,6 +35,7 @@ class SpeakerLog(Plugin):
         super().__init__(config, context)
         assert isinstance(config, SpeakerLogConfig)
         self.frames: dict[str, int] = {}
+        config.path.parent.mkdir(parents=True, exist_ok=True)
         self.file: TextIO = config.path.open("a", encoding="utf-8")
 
     def on_joined(self, endpoint_id: str) -> None:
