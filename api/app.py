@@ -237,6 +237,9 @@ def create_app(
     host_load = load if load is not None else _load_per_core
 
     bots: dict[str, BotRecord] = {}
+    # Bots whose launcher.start is under way: a replay of their POST waits
+    # for the outcome (None, or why the launch failed).
+    launching: dict[str, asyncio.Future[str | None]] = {}
     watches: dict[str, LeaveWatch] = {}
     bus = EventBus()
     metrics = Metrics()
@@ -464,7 +467,14 @@ def create_app(
         response: Response,
         idempotency_key: Annotated[
             str | None,
-            Header(max_length=255, description="Makes retries of this POST safe."),
+            Header(
+                min_length=1,
+                max_length=255,
+                description=(
+                    "Makes retries of this POST safe; per API key (two keys"
+                    " never share a bot)."
+                ),
+            ),
         ] = None,
     ) -> BotCreated:
         request_hash = _request_hash(body)
@@ -475,7 +485,7 @@ def create_app(
         if idempotency_key is not None:
             found = db.find_idempotent(idempotency_key, api_key_id=api_key_id)
             if found is not None:
-                return replay(found, request_hash, response)
+                return await replay(found, request_hash, response)
 
         if not _host_allowed(body.server_url, settings.server_hosts):
             raise refuse(
@@ -571,16 +581,23 @@ def create_app(
             found = db.find_idempotent(idempotency_key or "", api_key_id=api_key_id)
             if found is None:
                 raise
-            return replay(found, request_hash, response)
+            return await replay(found, request_hash, response)
         bots[bot_id] = record
+        outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        launching[bot_id] = outcome
         try:
             await launcher.start(record)
         except LaunchError as exc:
             del bots[bot_id]
             db.delete_bot(bot_id)
+            outcome.set_result(str(exc))
             raise refuse(
                 503, "launch_failed", str(exc), retryable=True, headers=retry
             ) from exc
+        finally:
+            if not outcome.done():
+                outcome.set_result(None)
+            launching.pop(bot_id, None)
         metrics.starts += 1
         if rules != LeaveRules():
             watches[bot_id] = LeaveWatch(rules)
@@ -592,7 +609,7 @@ def create_app(
         response.headers["Location"] = f"/bots/{bot_id}"
         return BotCreated(id=bot_id, status=record.status)
 
-    def replay(
+    async def replay(
         found: tuple[str, str | None], request_hash: str, response: Response
     ) -> BotCreated:
         bot_id, stored_hash = found
@@ -602,6 +619,18 @@ def create_app(
                 "idempotency_conflict",
                 "this Idempotency-Key was used with another body",
             )
+        pending = launching.get(bot_id)
+        if pending is not None:
+            # The first request is still launching this bot: answer as it will.
+            failure = await asyncio.shield(pending)
+            if failure is not None:
+                raise refuse(
+                    503,
+                    "launch_failed",
+                    failure,
+                    retryable=True,
+                    headers={"Retry-After": "5"},
+                )
         record = find(bot_id)
         response.headers["Location"] = f"/bots/{bot_id}"
         response.headers["Idempotent-Replayed"] = "true"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +15,7 @@ from sqlalchemy import select
 from api.app import create_app
 from api.commands import build_app
 from api.keys import create_key, hash_key
+from api.launcher import LaunchError
 from api.settings import ControlPlaneSettings
 from api.store import Store
 from api.tables import ApiKeyRow, BotRow
@@ -311,3 +314,49 @@ async def test_openapi_declares_bearer_auth_and_the_new_routes(host: Host) -> No
     post = spec["paths"]["/bots"]["post"]
     assert {"401", "409", "422", "503"} <= set(post["responses"])
     assert "security" not in spec["paths"]["/health/live"]["get"]
+
+
+async def test_replays_during_a_launch_that_fails_get_its_503_not_a_bot(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def start(record: Any) -> None:
+        calls.append(record.bot_id)
+        await release.wait()
+        raise LaunchError("no free callbot_slot in the Ray cluster; add nodes or slots")
+
+    lookups: list[str] = []
+    find = host.store.find_idempotent
+
+    def counted(key: str, *, api_key_id: str | None) -> Any:
+        lookups.append(key)
+        return find(key, api_key_id=api_key_id)
+
+    monkeypatch.setattr(host.launcher, "start", start)
+    monkeypatch.setattr(host.store, "find_idempotent", counted)
+    headers = {"Idempotency-Key": "k-fails"}
+    posts = [
+        asyncio.create_task(host.client.post("/bots", json=BODY, headers=headers))
+        for _ in range(5)
+    ]
+    # Every request has looked its key up while the first one is launching.
+    while len(lookups) < 5:
+        await asyncio.sleep(0.01)
+    release.set()
+    answers = await asyncio.gather(*posts)
+    assert [a.status_code for a in answers] == [503] * 5
+    assert {a.json()["error"]["code"] for a in answers} == {"launch_failed"}
+    assert {a.json()["error"]["message"] for a in answers} == {
+        "no free callbot_slot in the Ray cluster; add nodes or slots"
+    }
+    assert len(calls) == 1
+    assert (await host.client.get("/bots")).json()["bots"] == []
+
+
+async def test_an_empty_idempotency_key_is_refused(host: Host) -> None:
+    answer = await host.client.post("/bots", json=BODY, headers={"Idempotency-Key": ""})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "validation"
+    assert "idempotency-key" in answer.json()["error"]["message"].lower()
