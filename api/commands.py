@@ -85,7 +85,16 @@ class ServeCommand:
             )
             if (value := getattr(args, key)) is not None
         }
-        return ControlPlaneSettings(**overrides)
+        from pydantic import ValidationError
+
+        try:
+            return ControlPlaneSettings(**overrides)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise SystemExit(f"callbot serve: invalid settings: {problems}") from None
 
     def run(self, args: argparse.Namespace) -> int:
         import uvicorn

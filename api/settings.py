@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK_HOSTS = ["127.0.0.1", "::1", "localhost"]
@@ -66,6 +66,19 @@ class ControlPlaneSettings(BaseSettings):
     webhook_retry_window: float = Field(default=86400.0, gt=0)
     # Larger request bodies are refused with 413.
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
+    @model_validator(mode="after")
+    def _files_root_apart(self) -> ControlPlaneSettings:
+        # Over REST, plugins read and write anywhere in the files root: a root
+        # holding the data directory would expose the database and the
+        # webhook secret.
+        root = self.resolved_files_dir().resolve()
+        data = self.data_dir.resolve()
+        if data == root or data.is_relative_to(root):
+            raise ValueError(
+                f"files_dir {root} must not hold the data directory {data}"
+            )
+        return self
 
     def resolved_database_url(self) -> str:
         if self.database_url:

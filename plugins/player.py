@@ -29,8 +29,11 @@ class PlayerConfig(PluginConfig):
     @field_validator("file")
     @classmethod
     def _readable(cls, value: str) -> str:
-        if not Path(value).is_file():
+        path = Path(value)
+        if not path.exists():
             raise ValueError(f"no such file: {value}")
+        if not path.is_file():
+            raise ValueError(f"not a regular file: {value}")
         return value
 
 

@@ -404,3 +404,22 @@ async def test_the_apps_own_settings_name_the_root_not_the_environment(
     assert answer.status_code == 201, answer.text
     config = launcher.started[0].worker_config()["plugins"][0]["config"]
     assert config["directory"] == str(tmp_path / "given-in-code" / "calls")
+
+
+@pytest.mark.parametrize("inside", ["", "data"])
+def test_a_files_root_holding_the_data_directory_is_refused(
+    tmp_path: Path, inside: str
+) -> None:
+    with pytest.raises(ValueError, match="must not hold the data directory"):
+        ControlPlaneSettings(files_dir=tmp_path, data_dir=tmp_path / inside)
+    # The default, <data_dir>/files, lies inside the data directory: fine.
+    settings = ControlPlaneSettings(data_dir=tmp_path, files_dir=None)
+    assert settings.resolved_files_dir() == tmp_path / "files"
+
+
+async def test_a_player_file_that_is_a_directory_is_named_as_such(
+    client: httpx.AsyncClient, root: Path
+) -> None:
+    (root / "media").mkdir(parents=True)
+    message = refused(await post(client, "player", {"file": "media"}))
+    assert message.endswith(f"not a regular file: {root.resolve() / 'media'}")
