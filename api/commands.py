@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -244,7 +245,7 @@ def build_app(settings: ControlPlaneSettings, log_level: str | None = None) -> A
 
 
 class KeysCommand:
-    """``callbot keys create``: make an API key and print it once."""
+    """``callbot keys create|list|revoke``: the control plane's API keys."""
 
     name = "keys"
     help = "manage the control plane's API keys"
@@ -257,6 +258,9 @@ class KeysCommand:
             default="default",
             help='who the key is for, kept with it (default: "default")',
         )
+        actions.add_parser("list", help="list the keys: id, name, created, state")
+        revoke = actions.add_parser("revoke", help="revoke a key: it gets 401 from now")
+        revoke.add_argument("key_id", help="the key's id (k-..., from list)")
 
     def run(self, args: argparse.Namespace) -> int:
         quiet_migrations(args.log_level)  # before the imports: alembic logs then
@@ -268,6 +272,17 @@ class KeysCommand:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.resolved_database_url())
         try:
+            if args.action == "list":
+                for key_id, name, created, revoked in store.list_keys():
+                    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
+                    state = "revoked" if revoked else "active"
+                    print(f"{key_id}\t{name}\t{when}\t{state}", flush=True)
+                return 0
+            if args.action == "revoke":
+                if not store.revoke_key(args.key_id):
+                    raise SystemExit(f"callbot keys: no key with id {args.key_id}")
+                logger.info("revoked API key %s", args.key_id)
+                return 0
             key_id, key = create_key(store, args.name)
         finally:
             store.close()

@@ -456,6 +456,23 @@ class Store:
                 )
             )
 
+    def list_keys(self) -> list[tuple[str, str, float, bool]]:
+        """Every key as (id, name, created_at, revoked), oldest first."""
+        with self._session() as session:
+            rows = session.scalars(
+                select(ApiKeyRow).order_by(ApiKeyRow.created_at)
+            ).all()
+            return [(r.id, r.name, r.created_at, r.revoked) for r in rows]
+
+    def revoke_key(self, key_id: str) -> bool:
+        """Revoke a key (it stays, for the bots it made); False if unknown."""
+        with self._session() as session:
+            row = session.get(ApiKeyRow, key_id)
+            if row is None:
+                return False
+            row.revoked = True
+            return True
+
     def key_by_hash(self, key_hash: str) -> str | None:
         """The id of the live key with this hash."""
         with self._session() as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import httpx
@@ -104,3 +105,47 @@ def test_alembic_info_lines_only_at_debug() -> None:
         assert alembic.level == logging.DEBUG
     finally:
         alembic.setLevel(logging.NOTSET)
+
+
+@pytest.mark.integration
+async def test_keys_create_list_revoke_and_a_revoked_key_gets_401(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from api.app import create_app
+    from api.store import Store
+    from tests.api.test_app import FakeLauncher
+
+    callbot = str(Path(sys.executable).with_name("callbot"))
+    env = {**os.environ, "CALLBOT_DATA_DIR": str(tmp_path)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [callbot, "keys", *args], env=env, capture_output=True, text=True
+        )
+
+    key = run("create", "--name", "ci").stdout.strip()
+    assert key.startswith("cb_")
+    [line] = run("list").stdout.splitlines()
+    key_id, name, _, state = line.split("\t")
+    assert (name, state) == ("ci", "active")
+
+    store = Store(f"sqlite:///{tmp_path / 'callbot.db'}")
+    app = create_app(FakeLauncher(), store=store)
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://cp",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    async with client:
+        assert (await client.get("/bots")).status_code == 200
+        assert run("revoke", key_id).returncode == 0
+        assert run("list").stdout.split("\t")[-1].strip() == "revoked"
+        refused = await client.get("/bots")
+    assert refused.status_code == 401
+    missing = run("revoke", "k-nothere")
+    assert missing.returncode == 1
+    assert "no key with id k-nothere" in missing.stderr
+    store.close()
