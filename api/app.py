@@ -882,7 +882,9 @@ def create_app(
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
     async def get_metrics() -> PlainTextResponse:
-        text = metrics.render(bots.values(), draining=state["draining"])
+        text = metrics.render(
+            bots.values(), draining=state["draining"], warm=launcher.warm_pool
+        )
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     return app

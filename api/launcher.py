@@ -80,6 +80,11 @@ class Launcher(ABC):
         """Hand the bot a new attention level; False if it cannot be reached."""
         return False
 
+    @property
+    def warm_pool(self) -> tuple[int, int] | None:
+        """Warm workers (ready, still starting); None without a warm pool."""
+        return None
+
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Get ready to start bots (the control plane is starting)."""
 
@@ -222,6 +227,12 @@ class LocalProcessLauncher(Launcher):
     def warm_starting(self) -> int:
         """Warm workers started but not ready yet."""
         return len(self._warm) - self.warm
+
+    @property
+    def warm_pool(self) -> tuple[int, int] | None:
+        if not self._pool_size:
+            return None
+        return (self.warm, self.warm_starting)
 
     async def start(self, record: BotRecord) -> None:
         if self._closing:

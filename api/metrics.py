@@ -73,7 +73,14 @@ class Metrics:
             if record.status == "failed":
                 self._seen_failed.add(record.bot_id)
 
-    def render(self, records: Iterable[BotRecord], *, draining: bool) -> str:
+    def render(
+        self,
+        records: Iterable[BotRecord],
+        *,
+        draining: bool,
+        warm: tuple[int, int] | None = None,
+    ) -> str:
+        """The exposition text; ``warm``: (ready, starting) warm workers."""
         records = list(records)
         by_status: Counter[str] = Counter(r.status for r in records)
         media: Counter[tuple[str, str, str]] = Counter()
@@ -136,4 +143,11 @@ class Metrics:
             "# TYPE callbot_draining gauge",
             f"callbot_draining {int(draining)}",
         ]
+        if warm is not None:
+            out += [
+                "# HELP callbot_warm_workers Warm bot workers waiting for a bot.",
+                "# TYPE callbot_warm_workers gauge",
+                f'callbot_warm_workers{{state="ready"}} {warm[0]}',
+                f'callbot_warm_workers{{state="starting"}} {warm[1]}',
+            ]
         return "\n".join(out) + "\n"

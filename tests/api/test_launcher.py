@@ -215,12 +215,14 @@ async def test_a_warm_worker_counts_once_ready_takes_the_next_bot_and_refills(
     await asyncio.sleep(0.3)  # several of the pool's checks
     # Started, but it has not said ready: not counted.
     assert (launcher.warm, launcher.warm_starting) == (0, 1)
+    assert launcher.warm_pool == (0, 1)
     assert not (warm / "ready").exists()
 
     go.touch()
     await wait_until(lambda: launcher.warm == 1)
     assert (warm / "ready").exists()
     assert launcher.warm_starting == 0
+    assert launcher.warm_pool == (1, 0)
 
     record = make_record()
     await launcher.start(record)

@@ -60,3 +60,11 @@ def test_metrics_follow_records_once_each() -> None:
     assert 'callbot_time_to_first_frame_seconds_bucket{le="1"} 1' in text
     assert 'callbot_media_frames{direction="inbound",kind="video"} 3' in text
     assert "callbot_draining 0" in text
+
+
+def test_the_warm_pool_is_a_gauge_when_there_is_one() -> None:
+    metrics = Metrics()
+    text = metrics.render([], draining=False, warm=(2, 1))
+    assert 'callbot_warm_workers{state="ready"} 2' in text.splitlines()
+    assert 'callbot_warm_workers{state="starting"} 1' in text.splitlines()
+    assert "callbot_warm_workers" not in metrics.render([], draining=False)
