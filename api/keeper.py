@@ -243,11 +243,17 @@ def run(
                 json.dumps({"spawn_error": str(exc), "ts": time.time()}),
             )
             return 1
-    _write_atomically(bot_dir.worker_pid, str(worker.pid))
-
     first = _FirstLine(bot_dir)
-    # A warm keeper's worker does its imports while it waits for a bot.
-    waited = _wait_for_config(fifo, worker, bot_dir, first, owner, orphan_grace)
+    try:
+        _write_atomically(bot_dir.worker_pid, str(worker.pid))
+        # A warm keeper's worker does its imports while it waits for a bot.
+        waited = _wait_for_config(fifo, worker, bot_dir, first, owner, orphan_grace)
+    except BaseException:
+        # Its directory went while the keeper started (a control plane that
+        # dropped its warm pool): nobody could reach the worker any more.
+        worker.kill()
+        worker.wait()
+        raise
     if waited == "stop":
         worker.kill()
         worker.wait()

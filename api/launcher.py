@@ -396,8 +396,20 @@ class LocalProcessLauncher(Launcher):
         dirs.update(self._bots_dir.glob(f"{WARM_PREFIX}*"))
         self._warm.clear()
         for path in dirs:
-            BotDir(path).send({"cmd": "kill"})
-            shutil.rmtree(path, ignore_errors=True)
+            warm = BotDir(path)
+            if not warm.send({"cmd": "kill"}):
+                # A keeper still starting does not listen yet: end its session.
+                keeper = _read_pid(warm.keeper_pid)
+                if keeper is not None and _is_keeper(keeper):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(keeper, signal.SIGKILL)
+            # A keeper still starting may add files while the tree goes; the
+            # directory must go for good, or a keeper would wait in it.
+            for _ in range(3):
+                shutil.rmtree(path, ignore_errors=True)
+                if not path.exists():
+                    break
+                time.sleep(0.05)
 
     async def reattach(self, record: BotRecord) -> None:
         if record.state_dir is None or not Path(record.state_dir).is_dir():

@@ -136,8 +136,9 @@ def main(workdir: Path) -> dict[str, Any]:
         "RAY_USAGE_STATS_ENABLED": "0",
     }
     plane = ServeProcess(data, mode=None, **serve_env)
-    plane.create_key()
+    # Once serve has made (migrated) the database.
     plane.wait_live(60.0)
+    plane.create_key()
     wait_for(
         "the control plane to be ready",
         lambda: plane.request("GET", "/health/ready").status_code == 200,
