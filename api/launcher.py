@@ -22,8 +22,9 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from api import lifecycle, requestid
 from api.botdir import BotDir
@@ -48,6 +49,45 @@ LOG_TAIL_LINES = 20
 
 class LaunchError(Exception):
     """A bot could not be started at all."""
+
+
+def overdue(
+    record: BotRecord,
+    *,
+    silent_for: float,
+    leave_deadline: float | None,
+    now: float,
+    heartbeat_timeout: float,
+    start_timeout: float,
+    leave_timeout: float,
+) -> tuple[str, str] | None:
+    """Why a running bot must be killed, as (code, message); None if it need not.
+
+    Shared by every launcher: a bot silent past the heartbeat (or, before its
+    first report, the start) timeout, or one asked to leave whose deadline
+    (monotonic ``now`` against ``leave_deadline``) has passed.
+    """
+    if record.terminal:
+        return None
+    limit = heartbeat_timeout if record.first_report_at is not None else start_timeout
+    if silent_for > limit:
+        return lifecycle.HEARTBEAT_LOST, f"no report from the bot for {limit:g} s"
+    if leave_deadline is not None and now > leave_deadline:
+        return (
+            lifecycle.LEAVE_TIMEOUT,
+            f"the bot did not leave within {leave_timeout:g} s of being asked; killed",
+        )
+    return None
+
+
+def follow_in_background(
+    coro: Coroutine[Any, Any, None], name: str
+) -> asyncio.Task[None]:
+    """A task that follows a bot beyond the request that started it: its log
+    lines must not carry that request's id."""
+    context = contextvars.copy_context()
+    context.run(requestid.current.set, None)
+    return asyncio.create_task(coro, name=name, context=context)
 
 
 class Launcher(ABC):
@@ -427,12 +467,8 @@ class LocalProcessLauncher(Launcher):
     def _watch(self, record: BotRecord, bot_dir: BotDir) -> _Watched:
         watched = _Watched(record, bot_dir, time.monotonic())
         self._watched[record.bot_id] = watched
-        # Following outlives the request that started the bot: its log lines
-        # must not carry that request's id.
-        context = contextvars.copy_context()
-        context.run(requestid.current.set, None)
-        watched.task = asyncio.create_task(
-            self._follow(watched), name=f"follow-{record.bot_id}", context=context
+        watched.task = follow_in_background(
+            self._follow(watched), f"follow-{record.bot_id}"
         )
         return watched
 
@@ -531,32 +567,22 @@ class LocalProcessLauncher(Launcher):
             return True
 
         mono = time.monotonic()
-        if not record.terminal:
-            limit = (
-                self._heartbeat_timeout
-                if record.first_report_at is not None
-                else self._start_timeout
-            )
-            if mono - w.last_report > limit:
-                w.log.warning("no report for %.1f s; killing the bot", limit)
-                record.log_tail = w.dir.log_tail(LOG_TAIL_LINES)
-                record.fail(
-                    f"no report from the bot for {limit:g} s",
-                    self._clock(),
-                    code=lifecycle.HEARTBEAT_LOST,
-                )
-                self._kill(w)
-                changed = True
-            elif w.leave_deadline is not None and mono > w.leave_deadline:
-                w.log.warning("worker did not leave in time; killing it")
-                record.fail(
-                    f"worker did not exit within {self._leave_timeout:g} s of leave;"
-                    " killed",
-                    self._clock(),
-                    code=lifecycle.LEAVE_TIMEOUT,
-                )
-                self._kill(w)
-                changed = True
+        verdict = overdue(
+            record,
+            silent_for=mono - w.last_report,
+            leave_deadline=w.leave_deadline,
+            now=mono,
+            heartbeat_timeout=self._heartbeat_timeout,
+            start_timeout=self._start_timeout,
+            leave_timeout=self._leave_timeout,
+        )
+        if verdict is not None:
+            code, message = verdict
+            w.log.warning("%s; killing the worker", message)
+            record.log_tail = w.dir.log_tail(LOG_TAIL_LINES)
+            record.fail(message, self._clock(), code=code)
+            self._kill(w)
+            changed = True
 
         if mono - w.last_keeper_check > 1.0:
             w.last_keeper_check = mono

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import json
 import logging
 import threading
@@ -24,7 +23,7 @@ import time
 from collections import deque
 from typing import Any
 
-from api import lifecycle, requestid
+from api import lifecycle
 from api.botlog import BotLog
 from api.launcher import (
     LOG_TAIL_LINES,
@@ -32,6 +31,8 @@ from api.launcher import (
     Clock,
     Launcher,
     LaunchError,
+    follow_in_background,
+    overdue,
 )
 from api.record import BotRecord
 
@@ -358,12 +359,7 @@ class RayLauncher(Launcher):
     def _follow(self, record: BotRecord, handle: Any) -> _Actor:
         actor = _Actor(record, handle, time.monotonic())
         self._actors[record.bot_id] = actor
-        # Following outlives the request that started the bot.
-        context = contextvars.copy_context()
-        context.run(requestid.current.set, None)
-        actor.task = asyncio.create_task(
-            self._watch(actor), name=f"follow-{record.bot_id}", context=context
-        )
+        actor.task = follow_in_background(self._watch(actor), f"follow-{record.bot_id}")
         return actor
 
     async def leave(self, record: BotRecord) -> None:
@@ -499,35 +495,23 @@ class RayLauncher(Launcher):
                 return True
 
         mono = time.monotonic()
-        if not record.terminal:
-            limit = (
-                self._heartbeat_timeout
-                if record.first_report_at is not None
-                else self._start_timeout
-            )
-            if mono - actor.last_report > limit:
-                actor.log.warning("no report for %.1f s; killing the actor", limit)
-                record.log_tail = await self._actor_logs(actor)
-                record.fail(
-                    f"no report from the bot for {limit:g} s",
-                    self._clock(),
-                    code=lifecycle.HEARTBEAT_LOST,
-                )
-                await self._kill(actor.handle)
-                self._changed(record)
-                return True
-            if actor.leave_deadline is not None and mono > actor.leave_deadline:
-                actor.log.warning("the bot did not leave in time; killing its actor")
-                record.log_tail = await self._actor_logs(actor)
-                record.fail(
-                    f"the bot did not leave within {self._leave_timeout:g} s;"
-                    " its actor was killed",
-                    self._clock(),
-                    code=lifecycle.LEAVE_TIMEOUT,
-                )
-                await self._kill(actor.handle)
-                self._changed(record)
-                return True
+        verdict = overdue(
+            record,
+            silent_for=mono - actor.last_report,
+            leave_deadline=actor.leave_deadline,
+            now=mono,
+            heartbeat_timeout=self._heartbeat_timeout,
+            start_timeout=self._start_timeout,
+            leave_timeout=self._leave_timeout,
+        )
+        if verdict is not None:
+            code, message = verdict
+            actor.log.warning("%s; killing its actor", message)
+            record.log_tail = await self._actor_logs(actor)
+            record.fail(message, self._clock(), code=code)
+            await self._kill(actor.handle)
+            self._changed(record)
+            return True
         if changed:
             self._changed(record)
         return False

@@ -118,7 +118,7 @@ async def test_a_worker_that_ignores_leave_is_killed_after_the_deadline() -> Non
 
     assert 0.4 < took < 2.0
     assert record.status == "failed"
-    assert record.reason == "worker did not exit within 0.5 s of leave; killed"
+    assert record.reason == "the bot did not leave within 0.5 s of being asked; killed"
     assert record.exit_code == -signal.SIGKILL
     await launcher.close()
 
