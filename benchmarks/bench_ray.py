@@ -40,8 +40,8 @@ from api.record import BotRecord
 from api.settings import ControlPlaneSettings
 from api.store import Store
 from benchmarks.bench_control_plane import (
+    figures,
     load_text,
-    percentile,
     rss_kib,
     serve,
 )
@@ -164,13 +164,6 @@ async def run(count: int, wave: int) -> dict[str, list[float]]:
         subprocess.run([RAY, "stop", "--force"], capture_output=True)
         shutil.rmtree(temp, ignore_errors=True)
     return samples
-
-
-def figures(values: list[float]) -> str:
-    return (
-        f"p50 {percentile(values, 0.5):.2f} s p95 {percentile(values, 0.95):.2f} s"
-        f" max {max(values):.2f} s"
-    )
 
 
 def inside(args: argparse.Namespace) -> None:

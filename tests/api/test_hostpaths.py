@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from api.app import create_app
 from api.hostpaths import HostPathError, confine_specs
 from api.keys import create_key
-from api.record import BotRecord
 from api.settings import ControlPlaneSettings
 from api.store import Store
 from callbot.bot.config import PluginSpec
@@ -27,29 +26,10 @@ from callbot.bot.plugin import (
     available_plugins,
     load_plugin_class,
 )
+from tests.api.test_app import FakeLauncher as Launcher
 
 BODY = {"server_url": "ws://127.0.0.1:4000/socket", "room_id": "lobby"}
 SPEECH = Path(__file__).resolve().parents[1] / "data" / "speech-en-us-16k.wav"
-
-
-class Launcher:
-    """Starts nothing; keeps the records it was asked to start."""
-
-    def __init__(self) -> None:
-        self.started: list[BotRecord] = []
-
-    @property
-    def ready(self) -> bool:
-        return True
-
-    async def start(self, record: BotRecord) -> None:
-        self.started.append(record)
-
-    async def leave(self, record: BotRecord) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
 
 
 @pytest.fixture
